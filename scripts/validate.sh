@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Static checks of the deployable artefacts, no AWS account needed:
+#   - cfn-lint on template.yaml
+#   - the state machine rendered with sample DefinitionSubstitutions, then
+#     statelint and moto's ASL parser (the interpreter the local stack runs) on it
+#   - the ${...} names used in the ASL match the template's DefinitionSubstitutions
+# Prints one line per check and "validate: OK" at the end; exits non-zero on any failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+CFN_LINT="$VENV/bin/cfn-lint"
+STATELINT="$VENV/bin/statelint"
+
+TEMPLATE="template.yaml"
+ASL="statemachine/tracker.asl.json"
+
+if [[ ! -x "$PY" || ! -x "$CFN_LINT" || ! -x "$STATELINT" ]]; then
+    echo "validate: the project virtualenv ($VENV) with cfn-lint and statelint is missing;" >&2
+    echo "validate: run scripts/setup-venv.sh first." >&2
+    exit 1
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/iamtrail-validate.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+RENDERED="$WORK/tracker.rendered.asl.json"
+
+failures=0
+
+# check NAME CMD...: run CMD quietly; print "ok" or "FAIL" plus CMD's output.
+check() {
+    local name="$1"
+    shift
+    local out rc=0
+    out="$("$@" 2>&1)" || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        printf 'ok    %s\n' "$name"
+    else
+        printf 'FAIL  %s (exit %d)\n' "$name" "$rc"
+        [[ -n "$out" ]] && printf '%s\n' "$out" | sed 's/^/      /'
+        failures=$((failures + 1))
+    fi
+    return 0
+}
+
+# --- ASL rendering -----------------------------------------------------------
+# Substitute every ${Name} the way SAM DefinitionSubstitutions does (plain text
+# replacement; MapMaxConcurrency goes in unquoted as a number), then require
+# strict JSON with no ${...} left.
+render_asl() {
+    "$PY" - "$ASL" "$RENDERED" <<'PYEOF'
+import json, re, sys
+
+src, dst = sys.argv[1], sys.argv[2]
+text = open(src, encoding="utf-8").read()
+
+def sample(name):
+    if name == "MapMaxConcurrency":
+        return "10"
+    m = re.fullmatch(r"([A-Za-z0-9]+)FunctionArn", name)
+    if m:  # ListTargetsFunctionArn -> ...:function:iamtrail-list-targets
+        kebab = re.sub(r"(?<!^)(?=[A-Z])", "-", m.group(1)).lower()
+        return f"arn:aws:lambda:us-east-1:123456789012:function:iamtrail-{kebab}"
+    sys.exit(f"no sample value for ${{{name}}}: add one to scripts/validate.sh")
+
+names = sorted(set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)))
+for name in names:
+    text = text.replace("${" + name + "}", sample(name))
+
+left = sorted(set(re.findall(r"\$\{[^}]*\}?", text)))
+if left:
+    sys.exit(f"unsubstituted placeholders left in {src}: {', '.join(left)}")
+try:
+    json.loads(text)
+except json.JSONDecodeError as e:
+    sys.exit(f"{src} is not valid JSON after substitution: {e}")
+open(dst, "w", encoding="utf-8").write(text)
+print("substituted: " + ", ".join(names))
+PYEOF
+}
+
+moto_parse() {
+    "$PY" - "$RENDERED" <<'PYEOF'
+import sys
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+AmazonStateLanguageParser.parse(open(sys.argv[1], encoding="utf-8").read())
+PYEOF
+}
+
+# --- Template <-> ASL substitution names --------------------------------------
+substitutions_match() {
+    "$PY" - "$TEMPLATE" "$ASL" <<'PYEOF'
+import re, sys
+import yaml
+
+template_path, asl_path = sys.argv[1], sys.argv[2]
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+def any_tag(loader, suffix, node):
+    # !Sub, !Ref, !GetAtt, ... -> {"!Tag": value}; only the keys matter here.
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {"!" + suffix: value}
+
+CfnLoader.add_multi_constructor("!", any_tag)
+
+template = yaml.load(open(template_path, encoding="utf-8"), Loader=CfnLoader)
+machines = [
+    (logical_id, res.get("Properties") or {})
+    for logical_id, res in (template.get("Resources") or {}).items()
+    if res.get("Type") in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+    and (res.get("Properties") or {}).get("DefinitionUri") == asl_path
+]
+if len(machines) != 1:
+    sys.exit(f"expected one state machine with DefinitionUri {asl_path} in {template_path}, found {len(machines)}")
+logical_id, props = machines[0]
+
+in_template = set((props.get("DefinitionSubstitutions") or {}).keys())
+in_asl = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", open(asl_path, encoding="utf-8").read()))
+
+problems = []
+if in_asl - in_template:
+    problems.append(f"used in {asl_path} but not in {logical_id}.DefinitionSubstitutions: {sorted(in_asl - in_template)}")
+if in_template - in_asl:
+    problems.append(f"in {logical_id}.DefinitionSubstitutions but not used in {asl_path}: {sorted(in_template - in_asl)}")
+if problems:
+    sys.exit("\n".join(problems))
+PYEOF
+}
+
+# --- Run the checks -------------------------------------------------------------
+check "cfn-lint $TEMPLATE" "$CFN_LINT" "$TEMPLATE"
+
+render_ok=0
+check "render $ASL with sample substitutions" render_asl
+[[ -s "$RENDERED" ]] && render_ok=1
+
+if [[ $render_ok -eq 1 ]]; then
+    check "statelint $ASL (rendered)" "$STATELINT" "$RENDERED"
+    check "moto ASL parser $ASL (rendered)" moto_parse
+else
+    printf 'skip  statelint and moto ASL parser (render failed)\n'
+fi
+
+check "$ASL substitutions match $TEMPLATE DefinitionSubstitutions" substitutions_match
+
+if [[ $failures -gt 0 ]]; then
+    echo "validate: FAILED ($failures check(s))"
+    exit 1
+fi
+echo "validate: OK"

@@ -1,0 +1,21 @@
+//! IAM Activity Tracker domain library: the CloudTrail record model, normalisation into the
+//! events table, noise filters, collection windows and the steps' JSON contracts.
+//!
+//! It has no AWS SDK dependency, so it compiles and tests in seconds; the `iamtrail-aws` crate
+//! adapts it to DynamoDB, CloudTrail and EC2.
+
+pub mod config;
+pub mod contract;
+pub mod filter;
+pub mod normalize;
+pub mod record;
+pub mod source;
+pub mod summary;
+pub mod targets;
+pub mod window;
+
+pub use config::Settings;
+pub use contract::{Counts, Mode, WorkItem};
+pub use normalize::{normalize, NormalizedEvent};
+pub use record::{CloudTrailRecord, RecordError};
+pub use source::Source;

@@ -1,0 +1,486 @@
+//! Normalisation of a CloudTrail record into the events-table item (DESIGN §4).
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::record::{format_time, CloudTrailRecord};
+use crate::source::Source;
+
+/// DynamoDB's hard item-size limit.
+pub const DYNAMODB_MAX_ITEM_BYTES: usize = 400 * 1024;
+/// The size we keep items under, leaving room for the flags the guard adds.
+pub const ITEM_BUDGET_BYTES: usize = DYNAMODB_MAX_ITEM_BYTES - 2 * 1024;
+
+/// One attribute value of an item, independent of any SDK.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    S(String),
+    N(String),
+    Bool(bool),
+    /// A list of strings (stored as a DynamoDB list of S).
+    List(Vec<String>),
+}
+
+impl AttrValue {
+    /// Size of the value as DynamoDB counts it (UTF-8 bytes for strings; numbers roughly one
+    /// byte per two digits plus one; booleans one byte; lists 3 bytes + 1 per element).
+    pub fn dynamodb_size(&self) -> usize {
+        match self {
+            AttrValue::S(s) => s.len(),
+            AttrValue::N(n) => n.len().div_ceil(2) + 1,
+            AttrValue::Bool(_) => 1,
+            AttrValue::List(items) => 3 + items.iter().map(|s| s.len() + 1).sum::<usize>(),
+        }
+    }
+}
+
+/// The normalised event: one item of the `{stack}-events` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalizedEvent {
+    /// Partition key: `YYYY-MM-DD` (UTC) of `event_time`.
+    pub event_date: String,
+    /// Sort key: CloudTrail `eventID`.
+    pub event_id: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    pub event_time: String,
+    pub event_name: String,
+    pub event_source: String,
+    /// `iam`, `sts`, `signin`, `sso`, or `other`.
+    pub event_type: String,
+    /// Never empty (it is a GSI key): see [`user_name`].
+    pub user_name: String,
+    pub user_identity_type: Option<String>,
+    pub user_arn: Option<String>,
+    pub principal_id: Option<String>,
+    pub account_id: Option<String>,
+    pub access_key_id: Option<String>,
+    pub session_issuer: Option<String>,
+    pub session_issuer_arn: Option<String>,
+    pub invoked_by: Option<String>,
+    /// Session attribute `mfaAuthenticated`.
+    pub mfa_authenticated: Option<bool>,
+    /// ConsoleLogin `additionalEventData.MFAUsed`.
+    pub mfa_used: Option<bool>,
+    pub aws_region: String,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Compact JSON.
+    pub request_parameters: Option<String>,
+    /// Compact JSON.
+    pub response_elements: Option<String>,
+    /// Compact JSON.
+    pub additional_event_data: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub read_only: Option<bool>,
+    pub recipient_account_id: Option<String>,
+    /// Epoch seconds at which DynamoDB may expire the item (`event_time` + retention).
+    pub ttl: Option<i64>,
+    /// Fields shortened to fit DynamoDB's 400 KB limit (empty when the item is whole).
+    pub truncated_fields: Vec<String>,
+    /// The record's full JSON size when it was truncated.
+    pub original_size: Option<usize>,
+}
+
+/// Options of normalisation that come from configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NormalizeOptions {
+    /// Days to keep items in DynamoDB (`RETENTION_DAYS`); 0 or `None` keeps them forever.
+    pub retention_days: Option<u32>,
+}
+
+/// `event_type` for an `eventSource`.
+pub fn event_type(event_source: &str) -> &'static str {
+    Source::from_event_source(event_source)
+        .map(Source::key)
+        .unwrap_or("other")
+}
+
+/// The last name in an ARN: `arn:aws:iam::1:role/path/Name` → `Name`,
+/// `arn:aws:sts::1:assumed-role/Role/session` → `session`, `arn:aws:iam::1:root` → `root`.
+pub fn arn_last_part(arn: &str) -> &str {
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or(arn);
+    resource.rsplit('/').next().unwrap_or(resource)
+}
+
+/// The role name in a role ARN (`arn:aws:iam::1:role/path/Name` → `Name`).
+pub fn role_name_from_arn(arn: &str) -> Option<&str> {
+    let resource = arn.splitn(6, ':').nth(5)?;
+    let rest = resource.strip_prefix("role/")?;
+    rest.rsplit('/').next().filter(|s| !s.is_empty())
+}
+
+/// The user name rules of DESIGN §5:
+/// - `AssumeRole*`: the role name from `requestParameters.roleArn`;
+/// - `ConsoleLogin`: `root` for the Root identity, else the IAM user name;
+/// - otherwise `userName`, the session issuer's name, or the ARN's last part;
+///   then the principal id, the invoking service, the account, and finally `unknown`.
+pub fn user_name(record: &CloudTrailRecord) -> String {
+    let id = &record.user_identity;
+    if record.event_name.starts_with("AssumeRole") {
+        if let Some(name) = record.request_param_str("roleArn").and_then(role_name_from_arn) {
+            return name.to_string();
+        }
+    }
+    if record.event_name == "ConsoleLogin" && id.identity_type.as_deref() == Some("Root") {
+        return "root".to_string();
+    }
+    let candidates = [
+        id.user_name.as_deref(),
+        record.session_issuer().and_then(|i| i.user_name.as_deref()),
+        id.arn.as_deref().map(arn_last_part),
+        id.principal_id.as_deref(),
+        id.invoked_by.as_deref(),
+        id.account_id.as_deref(),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn json_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
+fn bool_ish(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" => Some(true),
+            "false" | "no" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Normalises a record into an events-table item and applies the 400 KB guard.
+pub fn normalize(record: &CloudTrailRecord, options: NormalizeOptions) -> NormalizedEvent {
+    let id = &record.user_identity;
+    let issuer = record.session_issuer();
+    let mfa_authenticated = id
+        .session_context
+        .as_ref()
+        .and_then(|c| c.attributes.as_ref())
+        .and_then(|a| a.mfa_authenticated.as_ref())
+        .and_then(bool_ish);
+    let mfa_used = record
+        .additional_event_data
+        .as_ref()
+        .and_then(|d| d.get("MFAUsed"))
+        .and_then(bool_ish);
+    let ttl = options
+        .retention_days
+        .filter(|d| *d > 0)
+        .map(|d| (record.event_time + Duration::days(i64::from(d))).timestamp());
+    let mut event = NormalizedEvent {
+        event_date: record.event_time.format("%Y-%m-%d").to_string(),
+        event_id: record.event_id.clone(),
+        event_time: format_time(record.event_time),
+        event_name: record.event_name.clone(),
+        event_source: record.event_source.clone(),
+        event_type: event_type(&record.event_source).to_string(),
+        user_name: user_name(record),
+        user_identity_type: id.identity_type.clone(),
+        user_arn: id.arn.clone(),
+        principal_id: id.principal_id.clone(),
+        account_id: id
+            .account_id
+            .clone()
+            .or_else(|| record.recipient_account_id.clone()),
+        access_key_id: id.access_key_id.clone(),
+        session_issuer: issuer.and_then(|i| i.user_name.clone()),
+        session_issuer_arn: issuer.and_then(|i| i.arn.clone()),
+        invoked_by: id.invoked_by.clone(),
+        mfa_authenticated,
+        mfa_used,
+        aws_region: record
+            .aws_region
+            .clone()
+            .unwrap_or_else(|| "unknown".to_string()),
+        source_ip: record.source_ip_address.clone(),
+        user_agent: record.user_agent.clone(),
+        request_parameters: json_text(&record.request_parameters),
+        response_elements: json_text(&record.response_elements),
+        additional_event_data: json_text(&record.additional_event_data),
+        error_code: record.error_code.clone(),
+        error_message: record.error_message.clone(),
+        read_only: record.read_only,
+        recipient_account_id: record.recipient_account_id.clone(),
+        ttl,
+        truncated_fields: Vec::new(),
+        original_size: None,
+    };
+    fit_item(&mut event, ITEM_BUDGET_BYTES);
+    event
+}
+
+impl NormalizedEvent {
+    /// The item's attributes, absent optional values omitted (DynamoDB stores no nulls).
+    pub fn attributes(&self) -> Vec<(&'static str, AttrValue)> {
+        let mut out = vec![
+            ("event_date", AttrValue::S(self.event_date.clone())),
+            ("event_id", AttrValue::S(self.event_id.clone())),
+            ("event_time", AttrValue::S(self.event_time.clone())),
+            ("event_name", AttrValue::S(self.event_name.clone())),
+            ("event_source", AttrValue::S(self.event_source.clone())),
+            ("event_type", AttrValue::S(self.event_type.clone())),
+            ("user_name", AttrValue::S(self.user_name.clone())),
+            ("aws_region", AttrValue::S(self.aws_region.clone())),
+        ];
+        let optional_strings = [
+            ("user_identity_type", &self.user_identity_type),
+            ("user_arn", &self.user_arn),
+            ("principal_id", &self.principal_id),
+            ("account_id", &self.account_id),
+            ("access_key_id", &self.access_key_id),
+            ("session_issuer", &self.session_issuer),
+            ("session_issuer_arn", &self.session_issuer_arn),
+            ("invoked_by", &self.invoked_by),
+            ("source_ip", &self.source_ip),
+            ("user_agent", &self.user_agent),
+            ("request_parameters", &self.request_parameters),
+            ("response_elements", &self.response_elements),
+            ("additional_event_data", &self.additional_event_data),
+            ("error_code", &self.error_code),
+            ("error_message", &self.error_message),
+            ("recipient_account_id", &self.recipient_account_id),
+        ];
+        for (name, value) in optional_strings {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                out.push((name, AttrValue::S(v.clone())));
+            }
+        }
+        for (name, value) in [
+            ("mfa_authenticated", self.mfa_authenticated),
+            ("mfa_used", self.mfa_used),
+            ("read_only", self.read_only),
+        ] {
+            if let Some(b) = value {
+                out.push((name, AttrValue::Bool(b)));
+            }
+        }
+        if let Some(ttl) = self.ttl {
+            out.push(("ttl", AttrValue::N(ttl.to_string())));
+        }
+        if !self.truncated_fields.is_empty() {
+            out.push(("truncated_fields", AttrValue::List(self.truncated_fields.clone())));
+        }
+        if let Some(size) = self.original_size {
+            out.push(("original_size", AttrValue::N(size.to_string())));
+        }
+        out
+    }
+
+    /// The item's size as DynamoDB counts it: attribute names plus values.
+    pub fn dynamodb_size(&self) -> usize {
+        self.attributes()
+            .iter()
+            .map(|(name, value)| name.len() + value.dynamodb_size())
+            .sum()
+    }
+
+    /// Whether the 400 KB guard shortened this item.
+    pub fn is_truncated(&self) -> bool {
+        !self.truncated_fields.is_empty()
+    }
+}
+
+/// Marker appended to a truncated field.
+const TRUNCATION_MARK: &str = "…[truncated]";
+
+/// Shrinks the largest free-text fields until the item fits `budget` bytes, recording which
+/// fields were cut and the original size. Keys and identity fields are never touched, so a
+/// truncated event is still found by every index and query.
+pub fn fit_item(event: &mut NormalizedEvent, budget: usize) {
+    let original = event.dynamodb_size();
+    if original <= budget {
+        return;
+    }
+    event.original_size = Some(original);
+    loop {
+        let size = event.dynamodb_size();
+        if size <= budget {
+            return;
+        }
+        let fields: [(&'static str, &mut Option<String>); 5] = [
+            ("request_parameters", &mut event.request_parameters),
+            ("response_elements", &mut event.response_elements),
+            ("additional_event_data", &mut event.additional_event_data),
+            ("user_agent", &mut event.user_agent),
+            ("error_message", &mut event.error_message),
+        ];
+        let Some((name, field)) = fields
+            .into_iter()
+            .filter(|(_, f)| f.as_ref().is_some_and(|s| s.len() > TRUNCATION_MARK.len()))
+            .max_by_key(|(_, f)| f.as_ref().map_or(0, String::len))
+        else {
+            return; // nothing left to cut: the caller sees the size and reports it
+        };
+        let text = field.as_mut().expect("filtered to Some");
+        let excess = size - budget + TRUNCATION_MARK.len() + 16;
+        let keep = text.len().saturating_sub(excess);
+        let mut cut = keep;
+        while cut > 0 && !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(TRUNCATION_MARK);
+        if !event.truncated_fields.iter().any(|f| f == name) {
+            event.truncated_fields.push(name.to_string());
+        }
+    }
+}
+
+/// The events-table key of a normalised event.
+pub fn event_key(event: &NormalizedEvent) -> (String, String) {
+    (event.event_date.clone(), event.event_id.clone())
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SSZ` back into a time.
+pub fn parse_item_time(text: &str) -> Option<DateTime<Utc>> {
+    crate::record::parse_time(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(v: Value) -> CloudTrailRecord {
+        CloudTrailRecord::from_value(v).unwrap()
+    }
+
+    fn base(event_name: &str, identity: Value) -> Value {
+        json!({"eventID": "id-1", "eventTime": "2024-01-15T23:59:59Z",
+               "eventSource": "sts.amazonaws.com", "eventName": event_name,
+               "awsRegion": "eu-west-1", "userIdentity": identity})
+    }
+
+    #[test]
+    fn assume_role_uses_target_role_name() {
+        let mut v = base("AssumeRole", json!({"type": "IAMUser", "userName": "alice"}));
+        v["requestParameters"] =
+            json!({"roleArn": "arn:aws:iam::111122223333:role/team/Deployer", "roleSessionName": "s"});
+        assert_eq!(user_name(&record(v)), "Deployer");
+        let mut saml = base("AssumeRoleWithSAML", json!({"type": "SAMLUser"}));
+        saml["requestParameters"] = json!({"roleArn": "arn:aws:iam::1:role/Admins"});
+        assert_eq!(user_name(&record(saml)), "Admins");
+    }
+
+    #[test]
+    fn console_login_root_and_user() {
+        let root = base(
+            "ConsoleLogin",
+            json!({"type": "Root", "arn": "arn:aws:iam::1:root", "principalId": "1"}),
+        );
+        assert_eq!(user_name(&record(root)), "root");
+        let user = base(
+            "ConsoleLogin",
+            json!({"type": "IAMUser", "userName": "bob", "arn": "arn:aws:iam::1:user/bob"}),
+        );
+        assert_eq!(user_name(&record(user)), "bob");
+    }
+
+    #[test]
+    fn fallbacks_in_order() {
+        let assumed = base(
+            "GetCallerIdentity",
+            json!({"type": "AssumedRole", "arn": "arn:aws:sts::1:assumed-role/Ops/sess",
+                   "sessionContext": {"sessionIssuer": {"userName": "Ops", "arn": "arn:aws:iam::1:role/Ops"}}}),
+        );
+        assert_eq!(user_name(&record(assumed)), "Ops");
+        let root_api = base("ListUsers", json!({"type": "Root", "arn": "arn:aws:iam::1:root"}));
+        assert_eq!(user_name(&record(root_api)), "root");
+        let service = base("AssumeRole", json!({"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}));
+        assert_eq!(user_name(&record(service)), "lambda.amazonaws.com");
+        let nothing = base("Foo", json!({}));
+        assert_eq!(user_name(&record(nothing)), "unknown");
+        let account = base("Foo", json!({"type": "AWSAccount", "accountId": "999988887777"}));
+        assert_eq!(user_name(&record(account)), "999988887777");
+    }
+
+    #[test]
+    fn normalise_fills_every_attribute() {
+        let mut v = base(
+            "AssumeRole",
+            json!({"type": "AssumedRole", "principalId": "AROA:s", "accountId": "111122223333",
+                   "accessKeyId": "ASIAX", "arn": "arn:aws:sts::111122223333:assumed-role/Ops/s",
+                   "sessionContext": {"sessionIssuer": {"userName": "Ops", "arn": "arn:aws:iam::111122223333:role/Ops"},
+                                      "attributes": {"mfaAuthenticated": "true"}}}),
+        );
+        v["requestParameters"] = json!({"roleArn": "arn:aws:iam::111122223333:role/Target"});
+        v["responseElements"] = json!({"assumedRoleUser": {"arn": "x"}});
+        v["errorCode"] = json!("AccessDenied");
+        v["errorMessage"] = json!("no");
+        v["sourceIPAddress"] = json!("2001:db8::1");
+        v["userAgent"] = json!("aws-cli/2");
+        v["readOnly"] = json!(false);
+        let e = normalize(&record(v), NormalizeOptions { retention_days: Some(30) });
+        assert_eq!(e.event_date, "2024-01-15");
+        assert_eq!(e.event_time, "2024-01-15T23:59:59Z");
+        assert_eq!(e.event_type, "sts");
+        assert_eq!(e.user_name, "Target");
+        assert_eq!(e.session_issuer.as_deref(), Some("Ops"));
+        assert_eq!(e.mfa_authenticated, Some(true));
+        assert_eq!(e.source_ip.as_deref(), Some("2001:db8::1"));
+        assert_eq!(e.request_parameters.as_deref(),
+                   Some(r#"{"roleArn":"arn:aws:iam::111122223333:role/Target"}"#));
+        assert_eq!(e.ttl, Some(1705363199 + 30 * 86400));
+        let names: Vec<_> = e.attributes().into_iter().map(|(n, _)| n).collect();
+        for n in ["event_date", "event_id", "error_code", "error_message", "user_agent", "ttl",
+                  "access_key_id", "response_elements", "account_id", "read_only"] {
+            assert!(names.contains(&n), "missing {n}");
+        }
+    }
+
+    #[test]
+    fn console_login_mfa_used() {
+        let mut v = base("ConsoleLogin", json!({"type": "IAMUser", "userName": "bob"}));
+        v["additionalEventData"] = json!({"MFAUsed": "No"});
+        assert_eq!(normalize(&record(v), NormalizeOptions::default()).mfa_used, Some(false));
+    }
+
+    #[test]
+    fn oversized_event_is_truncated_not_dropped() {
+        let mut v = base("PutRolePolicy", json!({"type": "IAMUser", "userName": "bob"}));
+        v["requestParameters"] = json!({"policyDocument": "x".repeat(600 * 1024)});
+        v["responseElements"] = json!({"note": "é".repeat(10 * 1024)});
+        let r = record(v);
+        let e = normalize(&r, NormalizeOptions::default());
+        assert!(e.dynamodb_size() <= DYNAMODB_MAX_ITEM_BYTES);
+        assert_eq!(e.truncated_fields, vec!["request_parameters".to_string()]);
+        assert!(e.original_size.unwrap() > 600 * 1024);
+        assert!(e.request_parameters.as_ref().unwrap().ends_with(TRUNCATION_MARK));
+        assert_eq!(e.user_name, "bob");
+        // A small event is untouched.
+        let small = normalize(&record(base("GetUser", json!({}))), NormalizeOptions::default());
+        assert!(!small.is_truncated());
+        assert_eq!(small.original_size, None);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries_and_several_fields() {
+        let mut v = base("PutUserPolicy", json!({"userName": "x"}));
+        v["requestParameters"] = json!({"p": "ü".repeat(150 * 1024)});
+        v["responseElements"] = json!({"p": "ß".repeat(150 * 1024)});
+        v["userAgent"] = json!("a".repeat(150 * 1024));
+        let e = normalize(&record(v), NormalizeOptions::default());
+        assert!(e.dynamodb_size() <= ITEM_BUDGET_BYTES);
+        assert!(e.truncated_fields.len() >= 2, "{:?}", e.truncated_fields);
+    }
+
+    #[test]
+    fn arn_helpers() {
+        assert_eq!(arn_last_part("arn:aws:iam::1:root"), "root");
+        assert_eq!(arn_last_part("arn:aws:iam::1:user/a/b/carol"), "carol");
+        assert_eq!(arn_last_part("not-an-arn"), "not-an-arn");
+        assert_eq!(role_name_from_arn("arn:aws:iam::1:role/a/R"), Some("R"));
+        assert_eq!(role_name_from_arn("arn:aws:iam::1:user/R"), None);
+    }
+}

@@ -1,0 +1,356 @@
+//! The CloudTrail record model.
+//!
+//! Records reach us in two shapes: the S3 delivery format (`{"Records":[...]}` in `.json` or
+//! `.json.gz` files) and the `CloudTrailEvent` string of a `LookupEvents` result. Both carry the
+//! same record, so one lenient model serves both. Only `eventID`, `eventTime`, `eventSource` and
+//! `eventName` are required; everything else is optional, and unknown identity types are kept
+//! verbatim rather than rejected.
+
+use std::io::Read;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a record (or a whole log file) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("record has no {0}")]
+    MissingField(&'static str),
+    #[error("record field {field} is invalid: {value:?}")]
+    InvalidField { field: &'static str, value: String },
+    #[error("log file is not valid CloudTrail delivery JSON: {0}")]
+    BadFile(String),
+    #[error("cannot read log file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The `userIdentity` block. Every field is optional: service events carry only `invokedBy`,
+/// cross-account events only `accountId`/`principalId`, and some records have no `type`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdentity {
+    /// `Root`, `IAMUser`, `AssumedRole`, `FederatedUser`, `AWSService`, `AWSAccount`,
+    /// `IdentityCenterUser`, `Directory`, `Unknown`, ... kept as a string so new types pass.
+    #[serde(rename = "type")]
+    pub identity_type: Option<String>,
+    pub principal_id: Option<String>,
+    pub arn: Option<String>,
+    pub account_id: Option<String>,
+    pub access_key_id: Option<String>,
+    pub user_name: Option<String>,
+    pub invoked_by: Option<String>,
+    pub identity_provider: Option<String>,
+    pub session_context: Option<SessionContext>,
+    /// Identity Center identities (`onBehalfOf.userId`, ...).
+    pub on_behalf_of: Option<Value>,
+}
+
+/// `userIdentity.sessionContext`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionContext {
+    pub session_issuer: Option<SessionIssuer>,
+    pub attributes: Option<SessionAttributes>,
+    pub source_identity: Option<String>,
+}
+
+/// `userIdentity.sessionContext.sessionIssuer`: the role (or user) that issued the session.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionIssuer {
+    #[serde(rename = "type")]
+    pub issuer_type: Option<String>,
+    pub principal_id: Option<String>,
+    pub arn: Option<String>,
+    pub account_id: Option<String>,
+    pub user_name: Option<String>,
+}
+
+/// `userIdentity.sessionContext.attributes`. CloudTrail writes `mfaAuthenticated` as the
+/// string `"true"`/`"false"`; some producers write a boolean, so both are accepted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAttributes {
+    pub creation_date: Option<String>,
+    pub mfa_authenticated: Option<Value>,
+}
+
+/// One CloudTrail record, leniently typed. `raw` keeps the record exactly as received so that
+/// nothing is lost (oversized events, fields we do not model).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudTrailRecord {
+    pub event_id: String,
+    pub event_time: DateTime<Utc>,
+    pub event_source: String,
+    pub event_name: String,
+    pub aws_region: Option<String>,
+    pub source_ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub user_identity: UserIdentity,
+    pub request_parameters: Option<Value>,
+    pub response_elements: Option<Value>,
+    pub additional_event_data: Option<Value>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub read_only: Option<bool>,
+    pub event_type: Option<String>,
+    pub recipient_account_id: Option<String>,
+    pub raw: Value,
+}
+
+/// The serde view of a record; converted into [`CloudTrailRecord`] with validation.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRecord {
+    #[serde(rename = "eventID")]
+    event_id: Option<String>,
+    event_time: Option<String>,
+    event_source: Option<String>,
+    event_name: Option<String>,
+    aws_region: Option<String>,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: Option<Value>,
+    user_agent: Option<Value>,
+    user_identity: Option<Value>,
+    request_parameters: Option<Value>,
+    response_elements: Option<Value>,
+    additional_event_data: Option<Value>,
+    error_code: Option<Value>,
+    error_message: Option<Value>,
+    read_only: Option<Value>,
+    event_type: Option<String>,
+    recipient_account_id: Option<String>,
+}
+
+impl CloudTrailRecord {
+    /// Builds a record from its JSON value (one element of `Records`, or a parsed
+    /// `CloudTrailEvent`).
+    pub fn from_value(raw: Value) -> Result<Self, RecordError> {
+        if !raw.is_object() {
+            return Err(RecordError::BadFile("record is not a JSON object".into()));
+        }
+        let wire: WireRecord = serde_json::from_value(raw.clone())?;
+        let event_id = non_empty(wire.event_id).ok_or(RecordError::MissingField("eventID"))?;
+        let time_text = non_empty(wire.event_time).ok_or(RecordError::MissingField("eventTime"))?;
+        let event_time = parse_time(&time_text).ok_or(RecordError::InvalidField {
+            field: "eventTime",
+            value: time_text,
+        })?;
+        let event_source =
+            non_empty(wire.event_source).ok_or(RecordError::MissingField("eventSource"))?;
+        let event_name = non_empty(wire.event_name).ok_or(RecordError::MissingField("eventName"))?;
+        // A userIdentity that is not an object (or absent) becomes an empty identity: the
+        // event is still worth keeping.
+        let user_identity = match wire.user_identity {
+            Some(v @ Value::Object(_)) => serde_json::from_value(v).unwrap_or_default(),
+            _ => UserIdentity::default(),
+        };
+        Ok(CloudTrailRecord {
+            event_id,
+            event_time,
+            event_source,
+            event_name,
+            aws_region: non_empty(wire.aws_region),
+            source_ip_address: scalar_text(wire.source_ip_address),
+            user_agent: scalar_text(wire.user_agent),
+            user_identity,
+            request_parameters: wire.request_parameters.filter(|v| !v.is_null()),
+            response_elements: wire.response_elements.filter(|v| !v.is_null()),
+            additional_event_data: wire.additional_event_data.filter(|v| !v.is_null()),
+            error_code: scalar_text(wire.error_code),
+            error_message: scalar_text(wire.error_message),
+            read_only: wire.read_only.and_then(|v| match v {
+                Value::Bool(b) => Some(b),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }),
+            event_type: non_empty(wire.event_type),
+            recipient_account_id: non_empty(wire.recipient_account_id),
+            raw,
+        })
+    }
+
+    /// Parses the `CloudTrailEvent` string of a `LookupEvents` result.
+    pub fn from_lookup_event_json(text: &str) -> Result<Self, RecordError> {
+        Self::from_value(serde_json::from_str(text)?)
+    }
+
+    /// The session issuer, when the identity is a role session.
+    pub fn session_issuer(&self) -> Option<&SessionIssuer> {
+        self.user_identity
+            .session_context
+            .as_ref()
+            .and_then(|c| c.session_issuer.as_ref())
+    }
+
+    /// `requestParameters.<key>` as a string, if present.
+    pub fn request_param_str(&self, key: &str) -> Option<&str> {
+        self.request_parameters.as_ref()?.get(key)?.as_str()
+    }
+
+    /// Size of the record as compact JSON, in bytes.
+    pub fn raw_size(&self) -> usize {
+        serde_json::to_vec(&self.raw).map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+/// Parses a CloudTrail timestamp (RFC 3339; CloudTrail writes `YYYY-MM-DDTHH:MM:SSZ`).
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Formats a time the way every table and checkpoint stores it: `YYYY-MM-DDTHH:MM:SSZ`
+/// (whole seconds, UTC), so that strings sort in time order.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+/// Accepts strings and other scalars (numbers, booleans) as text; objects and arrays are kept
+/// as compact JSON so that odd producers lose nothing.
+fn scalar_text(v: Option<Value>) -> Option<String> {
+    match v? {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The result of reading one log file: every record that parsed, and the position and reason of
+/// every record that did not. One bad record never hides the others.
+#[derive(Debug, Default)]
+pub struct LogFile {
+    pub records: Vec<CloudTrailRecord>,
+    pub rejected: Vec<(usize, RecordError)>,
+}
+
+/// Reads a CloudTrail delivery file (`{"Records":[...]}`), gzip-compressed or not (detected by
+/// the gzip magic bytes, not the file name).
+pub fn parse_log_file(bytes: &[u8]) -> Result<LogFile, RecordError> {
+    let text: Vec<u8>;
+    let body = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+        text = out;
+        &text[..]
+    } else {
+        bytes
+    };
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| RecordError::BadFile(format!("not JSON: {e}")))?;
+    let records = match doc {
+        Value::Object(mut map) => match map.remove("Records") {
+            Some(Value::Array(records)) => records,
+            Some(_) => return Err(RecordError::BadFile("\"Records\" is not an array".into())),
+            None => return Err(RecordError::BadFile("no \"Records\" array".into())),
+        },
+        _ => return Err(RecordError::BadFile("top level is not an object".into())),
+    };
+    let mut file = LogFile::default();
+    for (i, raw) in records.into_iter().enumerate() {
+        match CloudTrailRecord::from_value(raw) {
+            Ok(r) => file.records.push(r),
+            Err(e) => file.rejected.push((i, e)),
+        }
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> Value {
+        json!({"eventID": "e1", "eventTime": "2024-01-15T14:30:52Z",
+               "eventSource": "iam.amazonaws.com", "eventName": "CreateUser"})
+    }
+
+    #[test]
+    fn minimal_record_parses_with_empty_identity() {
+        let r = CloudTrailRecord::from_value(minimal()).unwrap();
+        assert_eq!(r.event_id, "e1");
+        assert_eq!(r.user_identity, UserIdentity::default());
+        assert_eq!(format_time(r.event_time), "2024-01-15T14:30:52Z");
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        for field in ["eventID", "eventTime", "eventSource", "eventName"] {
+            let mut v = minimal();
+            v.as_object_mut().unwrap().remove(field);
+            let err = CloudTrailRecord::from_value(v).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_time_is_rejected_with_value() {
+        let mut v = minimal();
+        v["eventTime"] = json!("yesterday");
+        let err = CloudTrailRecord::from_value(v).unwrap_err();
+        assert!(err.to_string().contains("yesterday"));
+    }
+
+    #[test]
+    fn unknown_identity_type_and_odd_fields_are_kept() {
+        let mut v = minimal();
+        v["userIdentity"] = json!({"type": "SomethingNew", "principalId": "x"});
+        v["sourceIPAddress"] = json!("AWS Internal");
+        v["awsRegion"] = json!("mars-north-1");
+        v["readOnly"] = json!("true");
+        v["errorCode"] = json!(403);
+        let r = CloudTrailRecord::from_value(v).unwrap();
+        assert_eq!(r.user_identity.identity_type.as_deref(), Some("SomethingNew"));
+        assert_eq!(r.source_ip_address.as_deref(), Some("AWS Internal"));
+        assert_eq!(r.aws_region.as_deref(), Some("mars-north-1"));
+        assert_eq!(r.read_only, Some(true));
+        assert_eq!(r.error_code.as_deref(), Some("403"));
+    }
+
+    #[test]
+    fn non_object_identity_becomes_empty() {
+        let mut v = minimal();
+        v["userIdentity"] = json!("weird");
+        let r = CloudTrailRecord::from_value(v).unwrap();
+        assert_eq!(r.user_identity.identity_type, None);
+    }
+
+    #[test]
+    fn log_file_plain_and_gzip_with_one_bad_record() {
+        let doc = json!({"Records": [minimal(), {"eventID": "x"}]});
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let plain = parse_log_file(&bytes).unwrap();
+        assert_eq!(plain.records.len(), 1);
+        assert_eq!(plain.rejected.len(), 1);
+        assert_eq!(plain.rejected[0].0, 1);
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &bytes).unwrap();
+        let zipped = parse_log_file(&gz.finish().unwrap()).unwrap();
+        assert_eq!(zipped.records, plain.records);
+    }
+
+    #[test]
+    fn log_file_errors_are_clear() {
+        assert!(parse_log_file(b"nope").unwrap_err().to_string().contains("not JSON"));
+        assert!(parse_log_file(b"{}").unwrap_err().to_string().contains("Records"));
+        assert!(parse_log_file(b"[]").unwrap_err().to_string().contains("object"));
+    }
+
+    #[test]
+    fn lookup_event_string_parses() {
+        let r = CloudTrailRecord::from_lookup_event_json(&minimal().to_string()).unwrap();
+        assert_eq!(r.event_name, "CreateUser");
+        assert!(CloudTrailRecord::from_lookup_event_json("{").is_err());
+    }
+}

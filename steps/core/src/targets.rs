@@ -1,0 +1,123 @@
+//! ListTargets' plan: which sources are read in which enabled region.
+
+use std::collections::BTreeMap;
+
+use crate::config::{RegionSelection, Settings};
+use crate::source::Source;
+
+/// A region as EC2 DescribeRegions reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionInfo {
+    pub name: String,
+    /// `opt-in-not-required`, `opted-in` or `not-opted-in` (absent from some emulators).
+    pub opt_in_status: Option<String>,
+}
+
+/// Whether a region is enabled for the account. DescribeRegions without `AllRegions` already
+/// omits disabled regions on AWS, but emulators ignore that, so the status is checked here.
+pub fn is_enabled(region: &RegionInfo) -> bool {
+    match region.opt_in_status.as_deref() {
+        None | Some("opt-in-not-required") | Some("opted-in") => true,
+        Some(_) => false,
+    }
+}
+
+/// Where each source is read (DESIGN §2):
+/// - `iam`: the IAM region (us-east-1), where IAM and global-endpoint events are recorded;
+/// - `sts`: every enabled region;
+/// - `signin`: every enabled region by default (`SIGNIN_REGIONS`);
+/// - `sso`: the Identity Center region(s) (`SSO_REGIONS`).
+///
+/// Returns the sources per enabled region (regions with none are left out), plus warnings for
+/// configured regions that are not enabled.
+pub fn plan_targets(
+    enabled: &[String],
+    settings: &Settings,
+    only_sources: Option<&[Source]>,
+) -> (BTreeMap<String, Vec<Source>>, Vec<String>) {
+    let mut plan: BTreeMap<String, Vec<Source>> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let wanted = |s: Source| settings.is_enabled(s) && only_sources.is_none_or(|o| o.contains(&s));
+    let mut add = |region: &str, source: Source, warnings: &mut Vec<String>| {
+        if enabled.iter().any(|r| r == region) {
+            let sources = plan.entry(region.to_string()).or_default();
+            if !sources.contains(&source) {
+                sources.push(source);
+            }
+        } else {
+            warnings.push(format!("{source} region {region} is not enabled in this account; skipped"));
+        }
+    };
+    for source in Source::ALL {
+        if !wanted(source) {
+            continue;
+        }
+        let regions: Vec<String> = match source {
+            Source::Iam => vec![settings.iam_region.clone()],
+            Source::Sts => enabled.to_vec(),
+            Source::Signin => match &settings.signin_regions {
+                RegionSelection::All => enabled.to_vec(),
+                RegionSelection::Only(list) => list.clone(),
+            },
+            Source::Sso => settings.sso_regions.clone(),
+        };
+        for region in regions {
+            add(&region, source, &mut warnings);
+        }
+    }
+    for sources in plan.values_mut() {
+        sources.sort();
+    }
+    (plan, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+    }
+
+    fn regions(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn opt_in_filter() {
+        let r = |s: Option<&str>| RegionInfo { name: "x-y-1".into(), opt_in_status: s.map(String::from) };
+        assert!(is_enabled(&r(None)));
+        assert!(is_enabled(&r(Some("opt-in-not-required"))));
+        assert!(is_enabled(&r(Some("opted-in"))));
+        assert!(!is_enabled(&r(Some("not-opted-in"))));
+    }
+
+    #[test]
+    fn default_rules() {
+        let (plan, warnings) = plan_targets(&regions(&["eu-west-1", "us-east-1"]), &settings(&[]), None);
+        assert_eq!(plan["us-east-1"], vec![Source::Iam, Source::Sts, Source::Signin, Source::Sso]);
+        assert_eq!(plan["eu-west-1"], vec![Source::Sts, Source::Signin]);
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn switches_and_region_settings() {
+        let s = settings(&[("PROCESS_STS_EVENTS", "false"), ("SIGNIN_REGIONS", "us-east-1"),
+                           ("SSO_REGIONS", "eu-west-1,ap-south-2")]);
+        let (plan, warnings) = plan_targets(&regions(&["eu-west-1", "us-east-1", "ca-central-1"]), &s, None);
+        assert_eq!(plan["us-east-1"], vec![Source::Iam, Source::Signin]);
+        assert_eq!(plan["eu-west-1"], vec![Source::Sso]);
+        assert!(!plan.contains_key("ca-central-1"), "no source left there");
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("ap-south-2"));
+    }
+
+    #[test]
+    fn source_subset() {
+        let (plan, _) = plan_targets(&regions(&["us-east-1", "us-west-2"]), &settings(&[]), Some(&[Source::Sts]));
+        assert_eq!(plan["us-east-1"], vec![Source::Sts]);
+        assert_eq!(plan["us-west-2"], vec![Source::Sts]);
+    }
+}
