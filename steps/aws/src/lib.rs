@@ -1,5 +1,171 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! IAM Activity Tracker AWS adapters and steps.
+//!
+//! The adapters (CloudTrail, DynamoDB, EC2) implement the small traits of [`ports`]; the steps
+//! in [`steps`] are library functions written against those traits. [`AwsContext`] wires the
+//! real adapters from an SDK configuration, and [`run_step`] is the one entry point the Lambda
+//! binaries and the local stack's gateway both call.
+
+pub mod cloudtrail;
+pub mod dynamo;
+pub mod ec2;
+pub mod limiter;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+pub mod ports;
+pub mod steps;
+pub mod tables;
+
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use chrono::Utc;
+use iamtrail_core::contract::{AggregateInput, ListTargetsInput, WorkItem};
+use iamtrail_core::Settings;
+use serde_json::Value;
+
+use crate::cloudtrail::CloudTrailSource;
+use crate::dynamo::{DynamoControlStore, DynamoEventStore};
+use crate::ec2::Ec2Regions;
+use crate::steps::collect::CollectDeps;
+
+/// A step failure. `error_type` becomes the Lambda `errorType`, which the state machine's
+/// Retry and Catch match on: `InvalidInput` and `ConfigError` are not retried.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{error_type}: {message}")]
+pub struct StepError {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        StepError { error_type: "InvalidInput", message: message.into() }
+    }
+    pub fn config(message: impl std::fmt::Display) -> Self {
+        StepError { error_type: "ConfigError", message: message.to_string() }
+    }
+    pub fn aws(message: impl std::fmt::Display) -> Self {
+        StepError { error_type: "AwsError", message: message.to_string() }
+    }
+}
+
+/// Endpoint overrides (the local stack); `None` means the real AWS endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// DynamoDB and EC2.
+    pub aws: Option<String>,
+    /// CloudTrail (the local stack's emulator).
+    pub cloudtrail: Option<String>,
+}
+
+/// The real adapters, built once per Lambda container (or once per local stack).
+pub struct AwsContext {
+    pub settings: Settings,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub cloudtrail: CloudTrailSource,
+}
+
+impl AwsContext {
+    /// Reads the settings from the environment and the SDK configuration from the usual chain.
+    pub async fn from_env() -> Result<Self, StepError> {
+        let settings = Settings::from_env().map_err(StepError::config)?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(AwsContext::new(&sdk, settings, Endpoints::default()))
+    }
+
+    /// Builds the adapters from an SDK configuration.
+    pub fn new(sdk: &SdkConfig, settings: Settings, endpoints: Endpoints) -> Self {
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(sdk);
+        if let Some(url) = &endpoints.aws {
+            dynamodb = dynamodb.endpoint_url(url);
+            ec2 = ec2.endpoint_url(url);
+        }
+        AwsContext {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            cloudtrail: CloudTrailSource::new(sdk.clone(), endpoints.cloudtrail.or(endpoints.aws)),
+            settings,
+        }
+    }
+
+    pub fn event_store(&self) -> DynamoEventStore {
+        DynamoEventStore::new(self.dynamodb.clone(), &self.settings.events_table)
+    }
+
+    pub fn control_store(&self) -> DynamoControlStore {
+        DynamoControlStore::new(self.dynamodb.clone(), &self.settings.control_table)
+    }
+
+    pub fn region_lister(&self) -> Ec2Regions {
+        Ec2Regions::new(self.ec2.clone())
+    }
+}
+
+/// The workflow's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    ListTargets,
+    Collect,
+    Aggregate,
+}
+
+impl Step {
+    /// The step a Lambda function name (or ARN) stands for: `...list-targets`, `...collect`,
+    /// `...aggregate`.
+    pub fn from_function_name(name: &str) -> Option<Step> {
+        let name = name.rsplit(':').find(|p| !p.is_empty() && !p.starts_with('$') && p.parse::<u64>().is_err()).unwrap_or(name);
+        let name = name.to_ascii_lowercase();
+        if name.ends_with("list-targets") {
+            Some(Step::ListTargets)
+        } else if name.ends_with("collect") {
+            Some(Step::Collect)
+        } else if name.ends_with("aggregate") {
+            Some(Step::Aggregate)
+        } else {
+            None
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(payload: Value, what: &str) -> Result<T, StepError> {
+    serde_json::from_value(payload).map_err(|e| StepError::invalid_input(format!("{what} payload: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, StepError> {
+    serde_json::to_value(value).map_err(|e| StepError { error_type: "InternalError", message: e.to_string() })
+}
+
+/// Runs one step on a JSON payload. `deadline` is when the caller must have an answer (the
+/// Lambda deadline); Collect stops well before it, and before its own time budget.
+pub async fn run_step(step: Step, ctx: &AwsContext, payload: Value, deadline: Option<Instant>) -> Result<Value, StepError> {
+    let now = Utc::now();
+    match step {
+        Step::ListTargets => {
+            let input: ListTargetsInput = parse(payload, "ListTargets")?;
+            let out = steps::list_targets::list_targets(input, &ctx.region_lister(), &ctx.settings, now).await?;
+            to_json(&out)
+        }
+        Step::Collect => {
+            let item: WorkItem = parse(payload, "Collect")?;
+            let budget = Instant::now() + ctx.settings.collect_time_budget;
+            let deadline = match deadline {
+                // Keep a margin for the answer itself.
+                Some(d) => budget.min(d.checked_sub(Duration::from_secs(10)).unwrap_or(d)),
+                None => budget,
+            };
+            let (events, control) = (ctx.event_store(), ctx.control_store());
+            let deps = CollectDeps { settings: &ctx.settings, source: &ctx.cloudtrail, events: &events, control: &control };
+            let out = steps::collect::collect(item, &deps, deadline, now).await?;
+            to_json(&out)
+        }
+        Step::Aggregate => {
+            let input: AggregateInput = parse(payload, "Aggregate")?;
+            let out = steps::aggregate::aggregate(input, &ctx.control_store(), now).await?;
+            to_json(&out)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -7,8 +173,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn function_names() {
+        assert_eq!(Step::from_function_name("iamtrail-collect"), Some(Step::Collect));
+        assert_eq!(Step::from_function_name("arn:aws:lambda:us-east-1:123456789012:function:stack-list-targets"), Some(Step::ListTargets));
+        assert_eq!(Step::from_function_name("arn:aws:lambda:us-east-1:123456789012:function:stack-aggregate:$LATEST"), Some(Step::Aggregate));
+        assert_eq!(Step::from_function_name("arn:aws:lambda:us-east-1:123456789012:function:stack-collect:7"), Some(Step::Collect));
+        assert_eq!(Step::from_function_name("other"), None);
     }
 }

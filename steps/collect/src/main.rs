@@ -1,3 +1,6 @@
-fn main() {
-    println!("Hello, world!");
+//! Lambda binary of the Collect step: a thin wrapper around [`iamtrail_aws::run_step`].
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    iamtrail_aws::lambda::serve(iamtrail_aws::Step::Collect).await
 }

@@ -81,6 +81,13 @@ pub struct NormalizedEvent {
     pub truncated_fields: Vec<String>,
     /// The record's full JSON size when it was truncated.
     pub original_size: Option<usize>,
+    /// Why the full record could not be read, for an event kept from LookupEvents' summary
+    /// fields only (see [`normalize_unparsed`]).
+    #[serde(default)]
+    pub parse_error: Option<String>,
+    /// The unreadable record text, kept as data so nothing is lost.
+    #[serde(default)]
+    pub raw_record: Option<String>,
 }
 
 /// Options of normalisation that come from configuration.
@@ -119,7 +126,14 @@ pub fn role_name_from_arn(arn: &str) -> Option<&str> {
 pub fn user_name(record: &CloudTrailRecord) -> String {
     let id = &record.user_identity;
     if record.event_name.starts_with("AssumeRole") {
-        if let Some(name) = record.request_param_str("roleArn").and_then(role_name_from_arn) {
+        // A denied AssumeRole has no requestParameters; the role is named in the error.
+        let denied_role = record
+            .error_message
+            .as_deref()
+            .and_then(|m| m.split_once("on resource: "))
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        let role_arn = record.request_param_str("roleArn").or(denied_role);
+        if let Some(name) = role_arn.and_then(role_name_from_arn) {
             return name.to_string();
         }
     }
@@ -215,6 +229,72 @@ pub fn normalize(record: &CloudTrailRecord, options: NormalizeOptions) -> Normal
         ttl,
         truncated_fields: Vec::new(),
         original_size: None,
+        parse_error: None,
+        raw_record: None,
+    };
+    fit_item(&mut event, ITEM_BUDGET_BYTES);
+    event
+}
+
+/// The summary fields LookupEvents returns beside each record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSummary {
+    pub event_id: String,
+    pub event_time: DateTime<Utc>,
+    pub event_name: String,
+    pub event_source: String,
+    pub username: Option<String>,
+}
+
+/// Keeps an event whose full record cannot be read (not JSON, a required field missing) from
+/// LookupEvents' summary fields, with the reason and the raw text, instead of dropping it.
+pub fn normalize_unparsed(
+    summary: &EventSummary,
+    region: &str,
+    raw: Option<&str>,
+    error: &str,
+    options: NormalizeOptions,
+) -> NormalizedEvent {
+    let mut event = NormalizedEvent {
+        event_date: summary.event_time.format("%Y-%m-%d").to_string(),
+        event_id: summary.event_id.clone(),
+        event_time: format_time(summary.event_time),
+        event_name: summary.event_name.clone(),
+        event_source: summary.event_source.clone(),
+        event_type: event_type(&summary.event_source).to_string(),
+        user_name: summary
+            .username
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| "unknown".to_string()),
+        user_identity_type: None,
+        user_arn: None,
+        principal_id: None,
+        account_id: None,
+        access_key_id: None,
+        session_issuer: None,
+        session_issuer_arn: None,
+        invoked_by: None,
+        mfa_authenticated: None,
+        mfa_used: None,
+        aws_region: region.to_string(),
+        source_ip: None,
+        user_agent: None,
+        request_parameters: None,
+        response_elements: None,
+        additional_event_data: None,
+        error_code: None,
+        error_message: None,
+        read_only: None,
+        recipient_account_id: None,
+        ttl: options
+            .retention_days
+            .filter(|d| *d > 0)
+            .map(|d| (summary.event_time + Duration::days(i64::from(d))).timestamp()),
+        truncated_fields: Vec::new(),
+        original_size: None,
+        parse_error: Some(error.chars().take(1000).collect()),
+        raw_record: raw.map(String::from),
     };
     fit_item(&mut event, ITEM_BUDGET_BYTES);
     event
@@ -250,6 +330,8 @@ impl NormalizedEvent {
             ("error_code", &self.error_code),
             ("error_message", &self.error_message),
             ("recipient_account_id", &self.recipient_account_id),
+            ("parse_error", &self.parse_error),
+            ("raw_record", &self.raw_record),
         ];
         for (name, value) in optional_strings {
             if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
@@ -308,7 +390,8 @@ pub fn fit_item(event: &mut NormalizedEvent, budget: usize) {
         if size <= budget {
             return;
         }
-        let fields: [(&'static str, &mut Option<String>); 5] = [
+        let fields: [(&'static str, &mut Option<String>); 6] = [
+            ("raw_record", &mut event.raw_record),
             ("request_parameters", &mut event.request_parameters),
             ("response_elements", &mut event.response_elements),
             ("additional_event_data", &mut event.additional_event_data),
@@ -371,6 +454,10 @@ mod tests {
         let mut saml = base("AssumeRoleWithSAML", json!({"type": "SAMLUser"}));
         saml["requestParameters"] = json!({"roleArn": "arn:aws:iam::1:role/Admins"});
         assert_eq!(user_name(&record(saml)), "Admins");
+        let mut denied = base("AssumeRole", json!({"type": "IAMUser", "userName": "bert"}));
+        denied["errorCode"] = json!("AccessDenied");
+        denied["errorMessage"] = json!("User: arn:aws:iam::1:user/bert is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::1:role/Secret");
+        assert_eq!(user_name(&record(denied)), "Secret");
     }
 
     #[test]
@@ -473,6 +560,25 @@ mod tests {
         let e = normalize(&record(v), NormalizeOptions::default());
         assert!(e.dynamodb_size() <= ITEM_BUDGET_BYTES);
         assert!(e.truncated_fields.len() >= 2, "{:?}", e.truncated_fields);
+    }
+
+    #[test]
+    fn unparsed_event_is_kept_with_reason() {
+        let summary = EventSummary {
+            event_id: "abc".into(),
+            event_time: crate::record::parse_time("2024-05-01T10:00:00Z").unwrap(),
+            event_name: "CreateUser".into(),
+            event_source: "iam.amazonaws.com".into(),
+            username: Some("mallory".into()),
+        };
+        let e = normalize_unparsed(&summary, "us-east-1", Some("{not json"), "bad JSON", NormalizeOptions::default());
+        assert_eq!((e.event_date.as_str(), e.event_type.as_str(), e.user_name.as_str()), ("2024-05-01", "iam", "mallory"));
+        assert_eq!(e.raw_record.as_deref(), Some("{not json"));
+        assert!(e.attributes().iter().any(|(n, _)| *n == "parse_error"));
+        let huge = "x".repeat(500 * 1024);
+        let e = normalize_unparsed(&summary, "us-east-1", Some(&huge), "bad", NormalizeOptions::default());
+        assert!(e.dynamodb_size() <= DYNAMODB_MAX_ITEM_BYTES);
+        assert_eq!(e.truncated_fields, vec!["raw_record".to_string()]);
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! The small traits the steps are written against, so that tests and the local stack can swap
+//! any adapter. Each has one AWS implementation in this crate.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use iamtrail_core::contract::RunSummary;
+use iamtrail_core::targets::RegionInfo;
+use iamtrail_core::NormalizedEvent;
+
+/// One LookupEvents request: one region, one event source, a closed time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupRequest {
+    pub region: String,
+    pub event_source: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub next_token: Option<String>,
+}
+
+/// One event of a LookupEvents page: the summary fields and the full record as a string.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LookupEvent {
+    pub event_id: Option<String>,
+    pub event_name: Option<String>,
+    pub event_source: Option<String>,
+    pub event_time: Option<DateTime<Utc>>,
+    pub username: Option<String>,
+    pub cloudtrail_event: Option<String>,
+}
+
+/// One page of LookupEvents results (newest first).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LookupPage {
+    pub events: Vec<LookupEvent>,
+    pub next_token: Option<String>,
+}
+
+/// How a LookupEvents call failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum LookupError {
+    /// `ThrottlingException`: slow down and retry.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// A network failure, time-out or 5xx: retry a few times.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// Anything else (access denied, invalid parameters, region disabled): report it.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// CloudTrail event history.
+pub trait EventSource: Send + Sync {
+    fn lookup(&self, request: &LookupRequest) -> impl Future<Output = Result<LookupPage, LookupError>> + Send;
+}
+
+/// A store failure, with the operation that failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{operation} failed: {message}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+/// The events table.
+pub trait EventStore: Send + Sync {
+    /// Writes the events (idempotently: same key, same content); returns how many were written.
+    fn put_events(&self, events: &[NormalizedEvent]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// What the control table holds for one region/source.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceState {
+    pub checkpoint: Option<DateTime<Utc>>,
+    pub processing_status: Option<String>,
+}
+
+/// The control table: checkpoints, per-source status and run records.
+pub trait ControlStore: Send + Sync {
+    fn source_state(&self, key: &str) -> impl Future<Output = Result<SourceState, StoreError>> + Send;
+    /// Records a stored slice: moves the checkpoint forward (never back, even under races)
+    /// when `checkpoint` is given, and adds `stored` to the running count.
+    fn record_slice(
+        &self,
+        key: &str,
+        checkpoint: Option<DateTime<Utc>>,
+        stored: u64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a source's failure (`last_error`, status `error`).
+    fn record_error(&self, key: &str, error: &str, now: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a run record (`run#<id>`) and points `run#latest` at it.
+    fn put_run(&self, summary: &RunSummary) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// EC2 DescribeRegions.
+pub trait RegionLister: Send + Sync {
+    fn regions(&self) -> impl Future<Output = Result<Vec<RegionInfo>, StoreError>> + Send;
+}

@@ -1,0 +1,312 @@
+//! The Collect step: read one region's sources from CloudTrail into the events table.
+//!
+//! For each source, the window is fixed on the item's first invocation (DESIGN §5), then worked
+//! through oldest slice first: a slice whose first page is not its last is split in two until
+//! it is no longer than `MIN_SLICE_SECONDS`; a slice is paged to the end and stored, and only
+//! then do the checkpoint and the item's cursor move to its end. Before the time budget runs
+//! out the step stops between requests and returns the item with `more: true`; the workflow
+//! invokes it again and it resumes after the last stored slice.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, Utc};
+use iamtrail_core::contract::{Counts, Mode, SourceProgress, WorkItem};
+use iamtrail_core::filter::FilterReason;
+use iamtrail_core::normalize::{normalize_unparsed, EventSummary};
+use iamtrail_core::record::{format_time, parse_time, CloudTrailRecord};
+use iamtrail_core::source::checkpoint_key;
+use iamtrail_core::window::{advance_checkpoint, backfill_window, incremental_window, Window};
+use iamtrail_core::{normalize, NormalizedEvent, Settings, Source};
+
+use crate::limiter::RateLimiter;
+use crate::ports::{ControlStore, EventSource, EventStore, LookupError, LookupEvent, LookupPage, LookupRequest};
+use crate::StepError;
+
+/// The adapters Collect works with.
+pub struct CollectDeps<'a, S, E, C> {
+    pub settings: &'a Settings,
+    pub source: &'a S,
+    pub events: &'a E,
+    pub control: &'a C,
+}
+
+/// Time kept in hand before the deadline: a request plus a page's writes.
+const SAFETY_MARGIN: StdDuration = StdDuration::from_secs(3);
+/// Transient failures (network, 5xx) tolerated per request before the source is failed.
+const MAX_TRANSIENT_RETRIES: u32 = 5;
+/// Longest pause after a throttled request.
+const MAX_THROTTLE_BACKOFF: StdDuration = StdDuration::from_secs(20);
+
+/// Why a source stopped before the end of its window.
+enum Stop {
+    /// The time budget ran out: resume on the next invocation.
+    OutOfTime,
+    /// A failure that retries did not cure.
+    Failed(String),
+}
+
+/// Runs Collect for one work item until every source is done or the deadline nears.
+pub async fn collect<S, E, C>(
+    mut item: WorkItem,
+    deps: &CollectDeps<'_, S, E, C>,
+    deadline: Instant,
+    now: DateTime<Utc>,
+) -> Result<WorkItem, StepError>
+where
+    S: EventSource,
+    E: EventStore,
+    C: ControlStore,
+{
+    if item.region.is_empty() || item.sources.is_empty() {
+        return Err(StepError::invalid_input("a Collect item needs a region and at least one source"));
+    }
+    item.invocations += 1;
+    item.more = false;
+    let limiter = RateLimiter::per_second(deps.settings.lookup_rate_per_second);
+    let sources = item.sources.clone();
+    for source in sources {
+        let mut progress = item.progress.remove(&source).unwrap_or_default();
+        if !progress.done {
+            if Instant::now() + SAFETY_MARGIN >= deadline {
+                item.more = true;
+            } else {
+                let outcome = collect_source(&item, source, &mut progress, deps, &limiter, deadline, now).await;
+                match outcome {
+                    Ok(()) => progress.done = true,
+                    Err(Stop::OutOfTime) => item.more = true,
+                    Err(Stop::Failed(message)) => {
+                        tracing::error!(region = %item.region, %source, error = %message, "source failed");
+                        let key = checkpoint_key(&item.region, source);
+                        if let Err(e) = deps.control.record_error(&key, &message, Utc::now()).await {
+                            tracing::error!(error = %e, "could not record the failure in the control table");
+                        }
+                        progress.error = Some(message);
+                        progress.done = true;
+                    }
+                }
+            }
+        }
+        item.progress.insert(source, progress);
+    }
+    Ok(item)
+}
+
+fn parse_item_time(text: &Option<String>, name: &str) -> Result<DateTime<Utc>, StepError> {
+    let text = text.as_deref().ok_or_else(|| StepError::invalid_input(format!("a backfill item needs {name}")))?;
+    parse_time(text).ok_or_else(|| StepError::invalid_input(format!("{name} {text:?} is not an RFC 3339 time")))
+}
+
+async fn collect_source<S, E, C>(
+    item: &WorkItem,
+    source: Source,
+    progress: &mut SourceProgress,
+    deps: &CollectDeps<'_, S, E, C>,
+    limiter: &RateLimiter,
+    deadline: Instant,
+    now: DateTime<Utc>,
+) -> Result<(), Stop>
+where
+    S: EventSource,
+    E: EventStore,
+    C: ControlStore,
+{
+    let key = checkpoint_key(&item.region, source);
+    let state = deps.control.source_state(&key).await.map_err(|e| Stop::Failed(e.to_string()))?;
+    if state.processing_status.as_deref() == Some("paused") {
+        progress.skipped = Some("paused in the control table".into());
+        return Ok(());
+    }
+    let mut checkpoint = state.checkpoint;
+    progress.checkpoint = checkpoint.map(format_time);
+    if progress.window_start.is_empty() {
+        let window = match item.mode {
+            Mode::Incremental => incremental_window(checkpoint, now, deps.settings),
+            Mode::Backfill => {
+                let start = parse_item_time(&item.start, "start").map_err(|e| Stop::Failed(e.to_string()))?;
+                let end = parse_item_time(&item.end, "end").map_err(|e| Stop::Failed(e.to_string()))?;
+                backfill_window(start, end, now, deps.settings).map_err(Stop::Failed)?.0
+            }
+        };
+        progress.window_start = format_time(window.start);
+        progress.window_end = format_time(window.end);
+    }
+    let (Some(start), Some(end)) = (parse_time(&progress.window_start), parse_time(&progress.window_end)) else {
+        return Err(Stop::Failed(format!("unreadable window {} – {}", progress.window_start, progress.window_end)));
+    };
+    let resume = match progress.cursor.as_deref().and_then(parse_time) {
+        Some(cursor) => cursor + Duration::seconds(1),
+        None => start,
+    };
+    let window = Window::new(resume, end);
+    if window.is_empty() {
+        return Ok(());
+    }
+
+    // Oldest first: the stack always holds newer ranges below the one on top.
+    let mut stack = vec![window];
+    while let Some(slice) = stack.pop() {
+        let request = LookupRequest {
+            region: item.region.clone(),
+            event_source: source.event_source().to_string(),
+            start: slice.start,
+            end: slice.end,
+            next_token: None,
+        };
+        let first = lookup(deps.source, &request, limiter, &mut progress.counts, deadline).await?;
+        if first.next_token.is_some() && slice.duration() > deps.settings.min_slice {
+            if let Some((older, newer)) = slice.split() {
+                stack.push(newer);
+                stack.push(older);
+                continue;
+            }
+        }
+        // A leaf slice: store every page, then move the checkpoint to its end.
+        let mut counts = Counts::default();
+        let mut page = first;
+        loop {
+            store_page(&page, &item.region, source, deps, &mut counts).await?;
+            let Some(token) = page.next_token.take() else { break };
+            let next = LookupRequest { next_token: Some(token), ..request.clone() };
+            page = match lookup(deps.source, &next, limiter, &mut progress.counts, deadline).await {
+                Ok(p) => p,
+                Err(stop) => {
+                    // Stored pages of an unfinished slice are written again next time
+                    // (idempotent); only the counts of finished slices are reported.
+                    return Err(stop);
+                }
+            };
+        }
+        counts.slices = 1;
+        progress.counts.add(&counts);
+        let new_checkpoint = advance_checkpoint(item.mode, checkpoint, &slice);
+        deps.control
+            .record_slice(&key, new_checkpoint, counts.stored, Utc::now())
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))?;
+        if let Some(cp) = new_checkpoint {
+            checkpoint = Some(cp);
+            progress.checkpoint = Some(format_time(cp));
+        }
+        progress.cursor = Some(format_time(slice.end));
+    }
+    Ok(())
+}
+
+/// One LookupEvents request under the region's rate limit, retrying throttles (with growing
+/// pauses, for as long as the budget allows) and transient failures (a few times).
+async fn lookup<S: EventSource>(
+    source: &S,
+    request: &LookupRequest,
+    limiter: &RateLimiter,
+    counts: &mut Counts,
+    deadline: Instant,
+) -> Result<LookupPage, Stop> {
+    let mut throttles = 0u32;
+    let mut transient = 0u32;
+    loop {
+        if Instant::now() + SAFETY_MARGIN >= deadline {
+            return Err(Stop::OutOfTime);
+        }
+        limiter.acquire().await;
+        counts.requests += 1;
+        match source.lookup(request).await {
+            Ok(page) => return Ok(page),
+            Err(LookupError::Throttled(message)) => {
+                counts.throttled += 1;
+                throttles += 1;
+                let pause = throttle_backoff(throttles);
+                tracing::warn!(region = %request.region, pause_ms = pause.as_millis() as u64, %message, "LookupEvents throttled");
+                if Instant::now() + pause + SAFETY_MARGIN >= deadline {
+                    return Err(Stop::OutOfTime);
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Err(LookupError::Transient(message)) => {
+                transient += 1;
+                if transient > MAX_TRANSIENT_RETRIES {
+                    return Err(Stop::Failed(format!("LookupEvents kept failing: {message}")));
+                }
+                tracing::warn!(region = %request.region, attempt = transient, %message, "LookupEvents failed; retrying");
+                tokio::time::sleep(StdDuration::from_millis(200 << transient)).await;
+            }
+            Err(LookupError::Failed(message)) => return Err(Stop::Failed(format!("LookupEvents: {message}"))),
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s, ... capped at 20 s, with up to 25 % jitter so parallel callers spread out.
+fn throttle_backoff(attempt: u32) -> StdDuration {
+    let base = StdDuration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(MAX_THROTTLE_BACKOFF);
+    let jitter = StdDuration::from_millis(u64::from(Utc::now().timestamp_subsec_millis()) % (base.as_millis() as u64 / 4 + 1));
+    base + jitter
+}
+
+/// Normalises, filters and stores one page.
+async fn store_page<S, E, C>(
+    page: &LookupPage,
+    region: &str,
+    source: Source,
+    deps: &CollectDeps<'_, S, E, C>,
+    counts: &mut Counts,
+) -> Result<(), Stop>
+where
+    E: EventStore,
+{
+    let mut items: Vec<NormalizedEvent> = Vec::with_capacity(page.events.len());
+    for event in &page.events {
+        counts.fetched += 1;
+        match to_item(event, region, source, deps.settings) {
+            Ok(Some(item)) => {
+                if item.is_truncated() {
+                    counts.truncated += 1;
+                }
+                if item.parse_error.is_some() {
+                    counts.malformed += 1;
+                }
+                items.push(item);
+            }
+            Ok(None) => counts.malformed += 1,
+            Err(FilterReason::AwsService) => counts.filtered_aws_service += 1,
+            Err(FilterReason::FilteredRole) => counts.filtered_roles += 1,
+        }
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let written = deps.events.put_events(&items).await.map_err(|e| Stop::Failed(e.to_string()))?;
+    counts.stored += written;
+    Ok(())
+}
+
+/// One LookupEvents result as an item: `Err` when filtered, `Ok(None)` when there is nothing
+/// usable at all (no event id or time, logged), an item flagged with `parse_error` when only
+/// the summary fields could be read.
+fn to_item(event: &LookupEvent, region: &str, source: Source, settings: &Settings) -> Result<Option<NormalizedEvent>, FilterReason> {
+    let parsed = match event.cloudtrail_event.as_deref() {
+        Some(text) => CloudTrailRecord::from_lookup_event_json(text).map_err(|e| e.to_string()),
+        None => Err("LookupEvents returned no CloudTrailEvent".to_string()),
+    };
+    match parsed {
+        Ok(record) => {
+            if let Some(reason) = settings.filter.classify(&record) {
+                return Err(reason);
+            }
+            Ok(Some(normalize(&record, settings.normalize)))
+        }
+        Err(error) => {
+            let (Some(event_id), Some(event_time)) = (event.event_id.clone(), event.event_time) else {
+                tracing::error!(%region, %source, %error, "unusable LookupEvents result without event id or time");
+                return Ok(None);
+            };
+            tracing::warn!(%region, %source, %event_id, %error, "keeping an unreadable record from its summary fields");
+            let summary = EventSummary {
+                event_id,
+                event_time,
+                event_name: event.event_name.clone().unwrap_or_else(|| "unknown".into()),
+                event_source: event.event_source.clone().unwrap_or_else(|| source.event_source().into()),
+                username: event.username.clone(),
+            };
+            Ok(Some(normalize_unparsed(&summary, region, event.cloudtrail_event.as_deref(), &error, settings.normalize)))
+        }
+    }
+}
