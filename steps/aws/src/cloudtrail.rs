@@ -30,7 +30,11 @@ impl CloudTrailSource {
     /// A source from a shared SDK configuration and an optional endpoint override (the local
     /// stack's gateway).
     pub fn new(sdk: SdkConfig, endpoint: Option<String>) -> Self {
-        CloudTrailSource { sdk, endpoint, clients: Mutex::new(HashMap::new()) }
+        CloudTrailSource {
+            sdk,
+            endpoint,
+            clients: Mutex::new(HashMap::new()),
+        }
     }
 
     fn client(&self, region: &str) -> Client {
@@ -73,15 +77,26 @@ where
     match err {
         SdkError::ServiceError(ctx) => {
             let code = ctx.err().code().unwrap_or("");
-            if matches!(code, "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded") {
+            if matches!(
+                code,
+                "ThrottlingException"
+                    | "Throttling"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+            ) {
                 LookupError::Throttled(text)
-            } else if code.contains("InternalServer") || code == "ServiceUnavailable" || code.ends_with("Unavailable") {
+            } else if code.contains("InternalServer")
+                || code == "ServiceUnavailable"
+                || code.ends_with("Unavailable")
+            {
                 LookupError::Transient(text)
             } else {
                 LookupError::Failed(text)
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => LookupError::Transient(text),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            LookupError::Transient(text)
+        }
         _ => LookupError::Failed(text),
     }
 }
@@ -116,6 +131,12 @@ impl EventSource for CloudTrailSource {
                 cloudtrail_event: e.cloud_trail_event().map(String::from),
             })
             .collect();
-        Ok(LookupPage { events, next_token: response.next_token().filter(|t| !t.is_empty()).map(String::from) })
+        Ok(LookupPage {
+            events,
+            next_token: response
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        })
     }
 }

@@ -25,17 +25,26 @@ pub fn to_attribute(value: &AttrValue) -> AttributeValue {
         AttrValue::S(s) => AttributeValue::S(s.clone()),
         AttrValue::N(n) => AttributeValue::N(n.clone()),
         AttrValue::Bool(b) => AttributeValue::Bool(*b),
-        AttrValue::List(items) => AttributeValue::L(items.iter().map(|s| AttributeValue::S(s.clone())).collect()),
+        AttrValue::List(items) => {
+            AttributeValue::L(items.iter().map(|s| AttributeValue::S(s.clone())).collect())
+        }
     }
 }
 
 /// The DynamoDB item of an event.
 pub fn event_item(event: &NormalizedEvent) -> HashMap<String, AttributeValue> {
-    event.attributes().iter().map(|(name, value)| (name.to_string(), to_attribute(value))).collect()
+    event
+        .attributes()
+        .iter()
+        .map(|(name, value)| (name.to_string(), to_attribute(value)))
+        .collect()
 }
 
 fn store_error(operation: &'static str, err: impl std::error::Error) -> StoreError {
-    StoreError { operation, message: DisplayErrorContext(err).to_string() }
+    StoreError {
+        operation,
+        message: DisplayErrorContext(err).to_string(),
+    }
 }
 
 /// Exponential back-off with a cap: 50 ms, 100 ms, ... up to 5 s.
@@ -52,7 +61,10 @@ pub struct DynamoEventStore {
 
 impl DynamoEventStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoEventStore { client, table: table.into() }
+        DynamoEventStore {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Writes one batch (≤ 25 distinct keys), retrying `UnprocessedItems` with back-off until
@@ -66,7 +78,10 @@ impl DynamoEventStore {
             if attempt >= MAX_BATCH_ATTEMPTS {
                 return Err(StoreError {
                     operation: "dynamodb:BatchWriteItem",
-                    message: format!("{} items still unprocessed after {attempt} attempts", pending.len()),
+                    message: format!(
+                        "{} items still unprocessed after {attempt} attempts",
+                        pending.len()
+                    ),
                 });
             }
             attempt += 1;
@@ -84,14 +99,22 @@ impl DynamoEventStore {
                         .cloned()
                         .unwrap_or_default();
                     if !pending.is_empty() {
-                        tracing::warn!(unprocessed = pending.len(), attempt, "BatchWriteItem left items unprocessed; retrying");
+                        tracing::warn!(
+                            unprocessed = pending.len(),
+                            attempt,
+                            "BatchWriteItem left items unprocessed; retrying"
+                        );
                     }
                 }
                 Err(e) => {
                     let throttled = e
                         .as_service_error()
                         .and_then(|s| s.code())
-                        .is_some_and(|c| c.contains("Throughput") || c.contains("Throttl") || c == "RequestLimitExceeded");
+                        .is_some_and(|c| {
+                            c.contains("Throughput")
+                                || c.contains("Throttl")
+                                || c == "RequestLimitExceeded"
+                        });
                     if !throttled {
                         return Err(store_error("dynamodb:BatchWriteItem", e));
                     }
@@ -143,7 +166,10 @@ pub struct DynamoControlStore {
 
 impl DynamoControlStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoControlStore { client, table: table.into() }
+        DynamoControlStore {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -165,15 +191,25 @@ impl ControlStore for DynamoControlStore {
             .send()
             .await
             .map_err(|e| store_error("dynamodb:GetItem (control)", e))?;
-        let Some(item) = out.item() else { return Ok(SourceState::default()) };
+        let Some(item) = out.item() else {
+            return Ok(SourceState::default());
+        };
         let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
         Ok(SourceState {
-            checkpoint: text("last_processed_timestamp").as_deref().and_then(parse_time),
+            checkpoint: text("last_processed_timestamp")
+                .as_deref()
+                .and_then(parse_time),
             processing_status: text("processing_status"),
         })
     }
 
-    async fn record_slice(&self, key: &str, checkpoint: Option<DateTime<Utc>>, stored: u64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn record_slice(
+        &self,
+        key: &str,
+        checkpoint: Option<DateTime<Utc>>,
+        stored: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let base = || {
             self.client
                 .update_item()
@@ -196,7 +232,9 @@ impl ControlStore for DynamoControlStore {
                 .await;
             match result {
                 Ok(_) => return Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
                 Err(e) => return Err(store_error("dynamodb:UpdateItem (checkpoint)", e)),
             }
         }
@@ -208,13 +246,20 @@ impl ControlStore for DynamoControlStore {
         Ok(())
     }
 
-    async fn record_error(&self, key: &str, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn record_error(
+        &self,
+        key: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let error: String = error.chars().take(2000).collect();
         self.client
             .update_item()
             .table_name(&self.table)
             .key("region", s(key))
-            .update_expression("SET last_error = :e, processing_status = :s, last_execution_time = :now")
+            .update_expression(
+                "SET last_error = :e, processing_status = :s, last_execution_time = :now",
+            )
             .expression_attribute_values(":e", s(error))
             .expression_attribute_values(":s", s("error"))
             .expression_attribute_values(":now", s(format_time(now)))
@@ -225,8 +270,12 @@ impl ControlStore for DynamoControlStore {
     }
 
     async fn put_run(&self, summary: &RunSummary) -> Result<(), StoreError> {
-        let json = serde_json::to_string(summary).map_err(|e| StoreError { operation: "serialise run", message: e.to_string() })?;
-        let expires = parse_time(&summary.finished_at).unwrap_or_else(Utc::now) + chrono::Duration::days(RUN_RECORD_DAYS);
+        let json = serde_json::to_string(summary).map_err(|e| StoreError {
+            operation: "serialise run",
+            message: e.to_string(),
+        })?;
+        let expires = parse_time(&summary.finished_at).unwrap_or_else(Utc::now)
+            + chrono::Duration::days(RUN_RECORD_DAYS);
         for key in [format!("run#{}", summary.run_id), "run#latest".to_string()] {
             self.client
                 .put_item()

@@ -18,10 +18,15 @@ impl Ec2Regions {
 
 impl RegionLister for Ec2Regions {
     async fn regions(&self) -> Result<Vec<RegionInfo>, StoreError> {
-        let response = self.client.describe_regions().send().await.map_err(|e| StoreError {
-            operation: "ec2:DescribeRegions",
-            message: aws_sdk_ec2::error::DisplayErrorContext(e).to_string(),
-        })?;
+        let response = self
+            .client
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| StoreError {
+                operation: "ec2:DescribeRegions",
+                message: aws_sdk_ec2::error::DisplayErrorContext(e).to_string(),
+            })?;
         Ok(response
             .regions()
             .iter()

@@ -13,19 +13,29 @@ pub async fn serve(step: Step) -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_current_span(false)
         .without_time()
         .init();
-    let context = AwsContext::from_env().await.map_err(|e| Box::new(e) as lambda_runtime::Error)?;
+    let context = AwsContext::from_env()
+        .await
+        .map_err(|e| Box::new(e) as lambda_runtime::Error)?;
     let context = &context;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let remaining = event.context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
+        let remaining = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
         let deadline = Instant::now() + remaining;
         run_step(step, context, event.payload, Some(deadline))
             .await
-            .map_err(|e| Diagnostic { error_type: e.error_type.to_string(), error_message: e.message })
+            .map_err(|e| Diagnostic {
+                error_type: e.error_type.to_string(),
+                error_message: e.message,
+            })
     }))
     .await
 }

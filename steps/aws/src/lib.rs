@@ -8,9 +8,9 @@
 pub mod cloudtrail;
 pub mod dynamo;
 pub mod ec2;
-pub mod limiter;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod limiter;
 pub mod ports;
 pub mod steps;
 pub mod tables;
@@ -39,13 +39,22 @@ pub struct StepError {
 
 impl StepError {
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        StepError { error_type: "InvalidInput", message: message.into() }
+        StepError {
+            error_type: "InvalidInput",
+            message: message.into(),
+        }
     }
     pub fn config(message: impl std::fmt::Display) -> Self {
-        StepError { error_type: "ConfigError", message: message.to_string() }
+        StepError {
+            error_type: "ConfigError",
+            message: message.to_string(),
+        }
     }
     pub fn aws(message: impl std::fmt::Display) -> Self {
-        StepError { error_type: "AwsError", message: message.to_string() }
+        StepError {
+            error_type: "AwsError",
+            message: message.to_string(),
+        }
     }
 }
 
@@ -115,7 +124,10 @@ impl Step {
     /// The step a Lambda function name (or ARN) stands for: `...list-targets`, `...collect`,
     /// `...aggregate`.
     pub fn from_function_name(name: &str) -> Option<Step> {
-        let name = name.rsplit(':').find(|p| !p.is_empty() && !p.starts_with('$') && p.parse::<u64>().is_err()).unwrap_or(name);
+        let name = name
+            .rsplit(':')
+            .find(|p| !p.is_empty() && !p.starts_with('$') && p.parse::<u64>().is_err())
+            .unwrap_or(name);
         let name = name.to_ascii_lowercase();
         if name.ends_with("list-targets") {
             Some(Step::ListTargets)
@@ -130,21 +142,32 @@ impl Step {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(payload: Value, what: &str) -> Result<T, StepError> {
-    serde_json::from_value(payload).map_err(|e| StepError::invalid_input(format!("{what} payload: {e}")))
+    serde_json::from_value(payload)
+        .map_err(|e| StepError::invalid_input(format!("{what} payload: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, StepError> {
-    serde_json::to_value(value).map_err(|e| StepError { error_type: "InternalError", message: e.to_string() })
+    serde_json::to_value(value).map_err(|e| StepError {
+        error_type: "InternalError",
+        message: e.to_string(),
+    })
 }
 
 /// Runs one step on a JSON payload. `deadline` is when the caller must have an answer (the
 /// Lambda deadline); Collect stops well before it, and before its own time budget.
-pub async fn run_step(step: Step, ctx: &AwsContext, payload: Value, deadline: Option<Instant>) -> Result<Value, StepError> {
+pub async fn run_step(
+    step: Step,
+    ctx: &AwsContext,
+    payload: Value,
+    deadline: Option<Instant>,
+) -> Result<Value, StepError> {
     let now = Utc::now();
     match step {
         Step::ListTargets => {
             let input: ListTargetsInput = parse(payload, "ListTargets")?;
-            let out = steps::list_targets::list_targets(input, &ctx.region_lister(), &ctx.settings, now).await?;
+            let out =
+                steps::list_targets::list_targets(input, &ctx.region_lister(), &ctx.settings, now)
+                    .await?;
             to_json(&out)
         }
         Step::Collect => {
@@ -156,7 +179,12 @@ pub async fn run_step(step: Step, ctx: &AwsContext, payload: Value, deadline: Op
                 None => budget,
             };
             let (events, control) = (ctx.event_store(), ctx.control_store());
-            let deps = CollectDeps { settings: &ctx.settings, source: &ctx.cloudtrail, events: &events, control: &control };
+            let deps = CollectDeps {
+                settings: &ctx.settings,
+                source: &ctx.cloudtrail,
+                events: &events,
+                control: &control,
+            };
             let out = steps::collect::collect(item, &deps, deadline, now).await?;
             to_json(&out)
         }
@@ -174,10 +202,28 @@ mod tests {
 
     #[test]
     fn function_names() {
-        assert_eq!(Step::from_function_name("iamtrail-collect"), Some(Step::Collect));
-        assert_eq!(Step::from_function_name("arn:aws:lambda:us-east-1:123456789012:function:stack-list-targets"), Some(Step::ListTargets));
-        assert_eq!(Step::from_function_name("arn:aws:lambda:us-east-1:123456789012:function:stack-aggregate:$LATEST"), Some(Step::Aggregate));
-        assert_eq!(Step::from_function_name("arn:aws:lambda:us-east-1:123456789012:function:stack-collect:7"), Some(Step::Collect));
+        assert_eq!(
+            Step::from_function_name("iamtrail-collect"),
+            Some(Step::Collect)
+        );
+        assert_eq!(
+            Step::from_function_name(
+                "arn:aws:lambda:us-east-1:123456789012:function:stack-list-targets"
+            ),
+            Some(Step::ListTargets)
+        );
+        assert_eq!(
+            Step::from_function_name(
+                "arn:aws:lambda:us-east-1:123456789012:function:stack-aggregate:$LATEST"
+            ),
+            Some(Step::Aggregate)
+        );
+        assert_eq!(
+            Step::from_function_name(
+                "arn:aws:lambda:us-east-1:123456789012:function:stack-collect:7"
+            ),
+            Some(Step::Collect)
+        );
         assert_eq!(Step::from_function_name("other"), None);
     }
 }

@@ -14,8 +14,15 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing `rate` requests per second.
     pub fn per_second(rate: f64) -> Self {
-        let rate = if rate.is_finite() && rate > 0.0 { rate } else { 2.0 };
-        RateLimiter { interval: Duration::from_secs_f64(1.0 / rate), next: Mutex::new(None) }
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            2.0
+        };
+        RateLimiter {
+            interval: Duration::from_secs_f64(1.0 / rate),
+            next: Mutex::new(None),
+        }
     }
 
     /// Waits until the next request may start.

@@ -52,7 +52,10 @@ pub enum LookupError {
 
 /// CloudTrail event history.
 pub trait EventSource: Send + Sync {
-    fn lookup(&self, request: &LookupRequest) -> impl Future<Output = Result<LookupPage, LookupError>> + Send;
+    fn lookup(
+        &self,
+        request: &LookupRequest,
+    ) -> impl Future<Output = Result<LookupPage, LookupError>> + Send;
 }
 
 /// A store failure, with the operation that failed.
@@ -66,7 +69,10 @@ pub struct StoreError {
 /// The events table.
 pub trait EventStore: Send + Sync {
     /// Writes the events (idempotently: same key, same content); returns how many were written.
-    fn put_events(&self, events: &[NormalizedEvent]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn put_events(
+        &self,
+        events: &[NormalizedEvent],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// What the control table holds for one region/source.
@@ -78,7 +84,10 @@ pub struct SourceState {
 
 /// The control table: checkpoints, per-source status and run records.
 pub trait ControlStore: Send + Sync {
-    fn source_state(&self, key: &str) -> impl Future<Output = Result<SourceState, StoreError>> + Send;
+    fn source_state(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<SourceState, StoreError>> + Send;
     /// Records a stored slice: moves the checkpoint forward (never back, even under races)
     /// when `checkpoint` is given, and adds `stored` to the running count.
     fn record_slice(
@@ -89,7 +98,12 @@ pub trait ControlStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records a source's failure (`last_error`, status `error`).
-    fn record_error(&self, key: &str, error: &str, now: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_error(
+        &self,
+        key: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a run record (`run#<id>`) and points `run#latest` at it.
     fn put_run(&self, summary: &RunSummary) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

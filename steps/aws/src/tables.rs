@@ -3,8 +3,9 @@
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    Projection, ProjectionType, ScalarAttributeType, SseSpecification, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType,
+    SseSpecification, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -56,8 +57,16 @@ pub fn table_specs() -> Vec<TableSpec> {
             hash: "event_date",
             range: Some("event_id"),
             indexes: vec![
-                IndexSpec { name: "user_name-event_time-index", hash: "user_name", range: "event_time" },
-                IndexSpec { name: "event_name-event_time-index", hash: "event_name", range: "event_time" },
+                IndexSpec {
+                    name: "user_name-event_time-index",
+                    hash: "user_name",
+                    range: "event_time",
+                },
+                IndexSpec {
+                    name: "event_name-event_time-index",
+                    hash: "event_name",
+                    range: "event_time",
+                },
             ],
             ttl_attribute: Some("ttl"),
             point_in_time_recovery: true,
@@ -82,11 +91,19 @@ pub fn table_specs() -> Vec<TableSpec> {
 }
 
 fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("key schema has its fields")
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("key schema has its fields")
 }
 
 /// Creates a table (if it does not exist) with its TTL and point-in-time recovery.
-pub async fn create_table(client: &Client, stack: &str, spec: &TableSpec) -> Result<String, String> {
+pub async fn create_table(
+    client: &Client,
+    stack: &str,
+    spec: &TableSpec,
+) -> Result<String, String> {
     let name = format!("{stack}-{}", spec.suffix);
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what} {name}: {e}");
     let mut request = client
@@ -113,21 +130,36 @@ pub async fn create_table(client: &Client, stack: &str, spec: &TableSpec) -> Res
                 .index_name(index.name)
                 .key_schema(key(index.hash, KeyType::Hash))
                 .key_schema(key(index.range, KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()
                 .expect("index has its fields"),
         );
     }
     match request.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => return Ok(name),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            return Ok(name)
+        }
         Err(e) => return Err(err("CreateTable", &DisplayErrorContext(e))),
     }
     if let Some(ttl) = spec.ttl_attribute {
         client
             .update_time_to_live()
             .table_name(&name)
-            .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(ttl).enabled(true).build().expect("ttl spec"))
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(ttl)
+                    .enabled(true)
+                    .build()
+                    .expect("ttl spec"),
+            )
             .send()
             .await
             .map_err(|e| err("UpdateTimeToLive", &DisplayErrorContext(e)))?;
@@ -137,7 +169,10 @@ pub async fn create_table(client: &Client, stack: &str, spec: &TableSpec) -> Res
             .update_continuous_backups()
             .table_name(&name)
             .point_in_time_recovery_specification(
-                PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().expect("pitr spec"),
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(true)
+                    .build()
+                    .expect("pitr spec"),
             )
             .send()
             .await

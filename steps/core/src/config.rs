@@ -60,30 +60,51 @@ impl Settings {
     where
         F: Fn(&str) -> Option<String>,
     {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
             match get(name) {
                 None => Ok(default),
                 Some(v) => match v.to_ascii_lowercase().as_str() {
                     "true" | "1" | "yes" | "on" => Ok(true),
                     "false" | "0" | "no" | "off" => Ok(false),
-                    _ => Err(ConfigError { name, value: v, reason: "expected true or false".into() }),
+                    _ => Err(ConfigError {
+                        name,
+                        value: v,
+                        reason: "expected true or false".into(),
+                    }),
                 },
             }
         };
-        let number = |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => match v.parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(ConfigError { name, value: v, reason: format!("expected a whole number from {min} to {max}") }),
-                },
-            }
-        };
+        let number =
+            |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                match get(name) {
+                    None => Ok(default),
+                    Some(v) => match v.parse::<u64>() {
+                        Ok(n) if (min..=max).contains(&n) => Ok(n),
+                        _ => Err(ConfigError {
+                            name,
+                            value: v,
+                            reason: format!("expected a whole number from {min} to {max}"),
+                        }),
+                    },
+                }
+            };
         let regions = |name: &'static str, v: String| -> Result<Vec<String>, ConfigError> {
-            let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            let list: Vec<String> = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
             if let Some(bad) = list.iter().find(|r| !looks_like_region(r)) {
-                return Err(ConfigError { name, value: v.clone(), reason: format!("{bad:?} is not a region name") });
+                return Err(ConfigError {
+                    name,
+                    value: v.clone(),
+                    reason: format!("{bad:?} is not a region name"),
+                });
             }
             Ok(list)
         };
@@ -92,16 +113,29 @@ impl Settings {
             Some(v) if v.eq_ignore_ascii_case("all") => RegionSelection::All,
             Some(v) => RegionSelection::Only(regions("SIGNIN_REGIONS", v)?),
         };
-        let sso_regions = regions("SSO_REGIONS", get("SSO_REGIONS").unwrap_or_else(|| "us-east-1".into()))?;
+        let sso_regions = regions(
+            "SSO_REGIONS",
+            get("SSO_REGIONS").unwrap_or_else(|| "us-east-1".into()),
+        )?;
         let iam_region = get("IAM_REGION").unwrap_or_else(|| "us-east-1".into());
         if !looks_like_region(&iam_region) {
-            return Err(ConfigError { name: "IAM_REGION", value: iam_region, reason: "not a region name".into() });
+            return Err(ConfigError {
+                name: "IAM_REGION",
+                value: iam_region,
+                reason: "not a region name".into(),
+            });
         }
         let rate = match get("LOOKUP_RATE_PER_SECOND") {
             None => 2.0,
             Some(v) => match v.parse::<f64>() {
                 Ok(r) if r > 0.0 && r <= 100.0 => r,
-                _ => return Err(ConfigError { name: "LOOKUP_RATE_PER_SECOND", value: v, reason: "expected a number above 0".into() }),
+                _ => {
+                    return Err(ConfigError {
+                        name: "LOOKUP_RATE_PER_SECOND",
+                        value: v,
+                        reason: "expected a number above 0".into(),
+                    })
+                }
             },
         };
         let retention = number("RETENTION_DAYS", 0, 0, 36500)? as u32;
@@ -122,12 +156,24 @@ impl Settings {
             iam_region,
             signin_regions,
             sso_regions,
-            initial_lookback: Duration::days(number("INITIAL_LOOKBACK_DAYS", 90, 1, CLOUDTRAIL_HISTORY_DAYS as u64)? as i64),
+            initial_lookback: Duration::days(number(
+                "INITIAL_LOOKBACK_DAYS",
+                90,
+                1,
+                CLOUDTRAIL_HISTORY_DAYS as u64,
+            )? as i64),
             overlap: Duration::minutes(number("OVERLAP_MINUTES", 15, 0, 24 * 60)? as i64),
             settle: Duration::minutes(number("SETTLE_MINUTES", 5, 0, 24 * 60)? as i64),
             min_slice: Duration::seconds(number("MIN_SLICE_SECONDS", 300, 1, 86400)? as i64),
-            normalize: NormalizeOptions { retention_days: (retention > 0).then_some(retention) },
-            collect_time_budget: std::time::Duration::from_secs(number("COLLECT_TIME_BUDGET_SECONDS", 780, 1, 3600)?),
+            normalize: NormalizeOptions {
+                retention_days: (retention > 0).then_some(retention),
+            },
+            collect_time_budget: std::time::Duration::from_secs(number(
+                "COLLECT_TIME_BUDGET_SECONDS",
+                780,
+                1,
+                3600,
+            )?),
             lookup_rate_per_second: rate,
             map_max_concurrency: number("MAP_MAX_CONCURRENCY", 10, 1, 40)? as u32,
         })
@@ -148,8 +194,14 @@ impl Settings {
 pub fn looks_like_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -158,7 +210,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -177,26 +232,55 @@ mod tests {
 
     #[test]
     fn values_and_errors() {
-        let s = settings(&[("PROCESS_STS_EVENTS", "false"), ("SIGNIN_REGIONS", "us-east-1, eu-north-1"),
-                           ("FILTERED_ROLES", "scanner*"), ("RETENTION_DAYS", "365")]).unwrap();
+        let s = settings(&[
+            ("PROCESS_STS_EVENTS", "false"),
+            ("SIGNIN_REGIONS", "us-east-1, eu-north-1"),
+            ("FILTERED_ROLES", "scanner*"),
+            ("RETENTION_DAYS", "365"),
+        ])
+        .unwrap();
         assert!(!s.is_enabled(Source::Sts));
-        assert_eq!(s.signin_regions, RegionSelection::Only(vec!["us-east-1".into(), "eu-north-1".into()]));
+        assert_eq!(
+            s.signin_regions,
+            RegionSelection::Only(vec!["us-east-1".into(), "eu-north-1".into()])
+        );
         assert_eq!(s.filter.filtered_roles.len(), 1);
         assert_eq!(s.normalize.retention_days, Some(365));
-        let err = settings(&[("PROCESS_IAM_EVENTS", "maybe")]).unwrap_err().to_string();
-        assert!(err.contains("PROCESS_IAM_EVENTS") && err.contains("maybe"), "{err}");
-        let err = settings(&[("INITIAL_LOOKBACK_DAYS", "120")]).unwrap_err().to_string();
+        let err = settings(&[("PROCESS_IAM_EVENTS", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PROCESS_IAM_EVENTS") && err.contains("maybe"),
+            "{err}"
+        );
+        let err = settings(&[("INITIAL_LOOKBACK_DAYS", "120")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("1 to 90"), "{err}");
-        let err = settings(&[("SSO_REGIONS", "us-east-1,Mars")]).unwrap_err().to_string();
+        let err = settings(&[("SSO_REGIONS", "us-east-1,Mars")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Mars"), "{err}");
     }
 
     #[test]
     fn region_names() {
-        for ok in ["us-east-1", "ap-southeast-2", "us-gov-west-1", "eu-central-2"] {
+        for ok in [
+            "us-east-1",
+            "ap-southeast-2",
+            "us-gov-west-1",
+            "eu-central-2",
+        ] {
             assert!(looks_like_region(ok), "{ok}");
         }
-        for bad in ["", "us", "US-EAST-1", "us-east", "us_east_1", "us-east-1; drop"] {
+        for bad in [
+            "",
+            "us",
+            "US-EAST-1",
+            "us-east",
+            "us_east_1",
+            "us-east-1; drop",
+        ] {
             assert!(!looks_like_region(bad), "{bad}");
         }
     }

@@ -173,6 +173,20 @@ pub struct RunError {
     pub error: String,
 }
 
+/// One region/source line of a run summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetSummary {
+    pub region: String,
+    pub source: Source,
+    pub counts: Counts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
 /// Aggregate's result, also stored as the run record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunSummary {
@@ -183,6 +197,8 @@ pub struct RunSummary {
     pub regions: usize,
     pub totals: Counts,
     pub per_source: BTreeMap<String, Counts>,
+    /// Every region/source read, with its counts and checkpoint.
+    pub targets: Vec<TargetSummary>,
     pub errors: Vec<RunError>,
     /// Collect invocations (more than one per item when the time budget was hit).
     pub collect_invocations: u64,

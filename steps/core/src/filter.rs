@@ -149,12 +149,17 @@ mod tests {
     fn rec(v: Value) -> CloudTrailRecord {
         let mut base = json!({"eventID": "1", "eventTime": "2024-01-01T00:00:00Z",
                               "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole"});
-        base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+        base.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
         CloudTrailRecord::from_value(base).unwrap()
     }
 
     fn filter(roles: &str) -> EventFilter {
-        EventFilter { filter_aws_service_events: true, filtered_roles: parse_role_patterns(roles) }
+        EventFilter {
+            filter_aws_service_events: true,
+            filtered_roles: parse_role_patterns(roles),
+        }
     }
 
     #[test]
@@ -171,10 +176,18 @@ mod tests {
     #[test]
     fn aws_service_identity_and_service_events() {
         let f = filter("");
-        assert_eq!(f.classify(&rec(json!({"userIdentity": {"type": "AWSService", "invokedBy": "x"}}))),
-                   Some(FilterReason::AwsService));
-        assert_eq!(f.classify(&rec(json!({"eventType": "AwsServiceEvent", "userIdentity": {"accountId": "1"}}))),
-                   Some(FilterReason::AwsService));
+        assert_eq!(
+            f.classify(&rec(
+                json!({"userIdentity": {"type": "AWSService", "invokedBy": "x"}})
+            )),
+            Some(FilterReason::AwsService)
+        );
+        assert_eq!(
+            f.classify(&rec(
+                json!({"eventType": "AwsServiceEvent", "userIdentity": {"accountId": "1"}})
+            )),
+            Some(FilterReason::AwsService)
+        );
         let slr = json!({"userIdentity": {"type": "AssumedRole",
             "arn": "arn:aws:sts::1:assumed-role/AWSServiceRoleForConfig/s",
             "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::1:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig"}}}});
@@ -182,8 +195,14 @@ mod tests {
         // A person's call made through a service is kept.
         let via_cfn = json!({"userIdentity": {"type": "IAMUser", "userName": "a", "invokedBy": "cloudformation.amazonaws.com"}});
         assert_eq!(f.classify(&rec(via_cfn)), None);
-        let off = EventFilter { filter_aws_service_events: false, filtered_roles: vec![] };
-        assert_eq!(off.classify(&rec(json!({"userIdentity": {"type": "AWSService"}}))), None);
+        let off = EventFilter {
+            filter_aws_service_events: false,
+            filtered_roles: vec![],
+        };
+        assert_eq!(
+            off.classify(&rec(json!({"userIdentity": {"type": "AWSService"}}))),
+            None
+        );
     }
 
     #[test]
@@ -201,6 +220,10 @@ mod tests {
         assert_eq!(f.classify(&rec(assume)), Some(FilterReason::FilteredRole));
         let other = json!({"userIdentity": {"type": "IAMUser", "userName": "prismacloud"},
             "requestParameters": {"roleArn": "arn:aws:iam::1:role/Admin"}});
-        assert_eq!(f.classify(&rec(other)), None, "an IAM user named like the pattern is kept");
+        assert_eq!(
+            f.classify(&rec(other)),
+            None,
+            "an IAM user named like the pattern is kept"
+        );
     }
 }

@@ -351,7 +351,10 @@ impl NormalizedEvent {
             out.push(("ttl", AttrValue::N(ttl.to_string())));
         }
         if !self.truncated_fields.is_empty() {
-            out.push(("truncated_fields", AttrValue::List(self.truncated_fields.clone())));
+            out.push((
+                "truncated_fields",
+                AttrValue::List(self.truncated_fields.clone()),
+            ));
         }
         if let Some(size) = self.original_size {
             out.push(("original_size", AttrValue::N(size.to_string())));
@@ -447,9 +450,11 @@ mod tests {
 
     #[test]
     fn assume_role_uses_target_role_name() {
-        let mut v = base("AssumeRole", json!({"type": "IAMUser", "userName": "alice"}));
-        v["requestParameters"] =
-            json!({"roleArn": "arn:aws:iam::111122223333:role/team/Deployer", "roleSessionName": "s"});
+        let mut v = base(
+            "AssumeRole",
+            json!({"type": "IAMUser", "userName": "alice"}),
+        );
+        v["requestParameters"] = json!({"roleArn": "arn:aws:iam::111122223333:role/team/Deployer", "roleSessionName": "s"});
         assert_eq!(user_name(&record(v)), "Deployer");
         let mut saml = base("AssumeRoleWithSAML", json!({"type": "SAMLUser"}));
         saml["requestParameters"] = json!({"roleArn": "arn:aws:iam::1:role/Admins"});
@@ -482,13 +487,22 @@ mod tests {
                    "sessionContext": {"sessionIssuer": {"userName": "Ops", "arn": "arn:aws:iam::1:role/Ops"}}}),
         );
         assert_eq!(user_name(&record(assumed)), "Ops");
-        let root_api = base("ListUsers", json!({"type": "Root", "arn": "arn:aws:iam::1:root"}));
+        let root_api = base(
+            "ListUsers",
+            json!({"type": "Root", "arn": "arn:aws:iam::1:root"}),
+        );
         assert_eq!(user_name(&record(root_api)), "root");
-        let service = base("AssumeRole", json!({"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}));
+        let service = base(
+            "AssumeRole",
+            json!({"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}),
+        );
         assert_eq!(user_name(&record(service)), "lambda.amazonaws.com");
         let nothing = base("Foo", json!({}));
         assert_eq!(user_name(&record(nothing)), "unknown");
-        let account = base("Foo", json!({"type": "AWSAccount", "accountId": "999988887777"}));
+        let account = base(
+            "Foo",
+            json!({"type": "AWSAccount", "accountId": "999988887777"}),
+        );
         assert_eq!(user_name(&record(account)), "999988887777");
     }
 
@@ -508,7 +522,12 @@ mod tests {
         v["sourceIPAddress"] = json!("2001:db8::1");
         v["userAgent"] = json!("aws-cli/2");
         v["readOnly"] = json!(false);
-        let e = normalize(&record(v), NormalizeOptions { retention_days: Some(30) });
+        let e = normalize(
+            &record(v),
+            NormalizeOptions {
+                retention_days: Some(30),
+            },
+        );
         assert_eq!(e.event_date, "2024-01-15");
         assert_eq!(e.event_time, "2024-01-15T23:59:59Z");
         assert_eq!(e.event_type, "sts");
@@ -516,26 +535,47 @@ mod tests {
         assert_eq!(e.session_issuer.as_deref(), Some("Ops"));
         assert_eq!(e.mfa_authenticated, Some(true));
         assert_eq!(e.source_ip.as_deref(), Some("2001:db8::1"));
-        assert_eq!(e.request_parameters.as_deref(),
-                   Some(r#"{"roleArn":"arn:aws:iam::111122223333:role/Target"}"#));
+        assert_eq!(
+            e.request_parameters.as_deref(),
+            Some(r#"{"roleArn":"arn:aws:iam::111122223333:role/Target"}"#)
+        );
         assert_eq!(e.ttl, Some(1705363199 + 30 * 86400));
         let names: Vec<_> = e.attributes().into_iter().map(|(n, _)| n).collect();
-        for n in ["event_date", "event_id", "error_code", "error_message", "user_agent", "ttl",
-                  "access_key_id", "response_elements", "account_id", "read_only"] {
+        for n in [
+            "event_date",
+            "event_id",
+            "error_code",
+            "error_message",
+            "user_agent",
+            "ttl",
+            "access_key_id",
+            "response_elements",
+            "account_id",
+            "read_only",
+        ] {
             assert!(names.contains(&n), "missing {n}");
         }
     }
 
     #[test]
     fn console_login_mfa_used() {
-        let mut v = base("ConsoleLogin", json!({"type": "IAMUser", "userName": "bob"}));
+        let mut v = base(
+            "ConsoleLogin",
+            json!({"type": "IAMUser", "userName": "bob"}),
+        );
         v["additionalEventData"] = json!({"MFAUsed": "No"});
-        assert_eq!(normalize(&record(v), NormalizeOptions::default()).mfa_used, Some(false));
+        assert_eq!(
+            normalize(&record(v), NormalizeOptions::default()).mfa_used,
+            Some(false)
+        );
     }
 
     #[test]
     fn oversized_event_is_truncated_not_dropped() {
-        let mut v = base("PutRolePolicy", json!({"type": "IAMUser", "userName": "bob"}));
+        let mut v = base(
+            "PutRolePolicy",
+            json!({"type": "IAMUser", "userName": "bob"}),
+        );
         v["requestParameters"] = json!({"policyDocument": "x".repeat(600 * 1024)});
         v["responseElements"] = json!({"note": "é".repeat(10 * 1024)});
         let r = record(v);
@@ -543,10 +583,17 @@ mod tests {
         assert!(e.dynamodb_size() <= DYNAMODB_MAX_ITEM_BYTES);
         assert_eq!(e.truncated_fields, vec!["request_parameters".to_string()]);
         assert!(e.original_size.unwrap() > 600 * 1024);
-        assert!(e.request_parameters.as_ref().unwrap().ends_with(TRUNCATION_MARK));
+        assert!(e
+            .request_parameters
+            .as_ref()
+            .unwrap()
+            .ends_with(TRUNCATION_MARK));
         assert_eq!(e.user_name, "bob");
         // A small event is untouched.
-        let small = normalize(&record(base("GetUser", json!({}))), NormalizeOptions::default());
+        let small = normalize(
+            &record(base("GetUser", json!({}))),
+            NormalizeOptions::default(),
+        );
         assert!(!small.is_truncated());
         assert_eq!(small.original_size, None);
     }
@@ -571,12 +618,31 @@ mod tests {
             event_source: "iam.amazonaws.com".into(),
             username: Some("mallory".into()),
         };
-        let e = normalize_unparsed(&summary, "us-east-1", Some("{not json"), "bad JSON", NormalizeOptions::default());
-        assert_eq!((e.event_date.as_str(), e.event_type.as_str(), e.user_name.as_str()), ("2024-05-01", "iam", "mallory"));
+        let e = normalize_unparsed(
+            &summary,
+            "us-east-1",
+            Some("{not json"),
+            "bad JSON",
+            NormalizeOptions::default(),
+        );
+        assert_eq!(
+            (
+                e.event_date.as_str(),
+                e.event_type.as_str(),
+                e.user_name.as_str()
+            ),
+            ("2024-05-01", "iam", "mallory")
+        );
         assert_eq!(e.raw_record.as_deref(), Some("{not json"));
         assert!(e.attributes().iter().any(|(n, _)| *n == "parse_error"));
         let huge = "x".repeat(500 * 1024);
-        let e = normalize_unparsed(&summary, "us-east-1", Some(&huge), "bad", NormalizeOptions::default());
+        let e = normalize_unparsed(
+            &summary,
+            "us-east-1",
+            Some(&huge),
+            "bad",
+            NormalizeOptions::default(),
+        );
         assert!(e.dynamodb_size() <= DYNAMODB_MAX_ITEM_BYTES);
         assert_eq!(e.truncated_fields, vec!["raw_record".to_string()]);
     }

@@ -141,7 +141,8 @@ impl CloudTrailRecord {
         })?;
         let event_source =
             non_empty(wire.event_source).ok_or(RecordError::MissingField("eventSource"))?;
-        let event_name = non_empty(wire.event_name).ok_or(RecordError::MissingField("eventName"))?;
+        let event_name =
+            non_empty(wire.event_name).ok_or(RecordError::MissingField("eventName"))?;
         // A userIdentity that is not an object (or absent) becomes an empty identity: the
         // event is still worth keeping.
         let user_identity = match wire.user_identity {
@@ -245,8 +246,8 @@ pub fn parse_log_file(bytes: &[u8]) -> Result<LogFile, RecordError> {
     } else {
         bytes
     };
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| RecordError::BadFile(format!("not JSON: {e}")))?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| RecordError::BadFile(format!("not JSON: {e}")))?;
     let records = match doc {
         Value::Object(mut map) => match map.remove("Records") {
             Some(Value::Array(records)) => records,
@@ -310,7 +311,10 @@ mod tests {
         v["readOnly"] = json!("true");
         v["errorCode"] = json!(403);
         let r = CloudTrailRecord::from_value(v).unwrap();
-        assert_eq!(r.user_identity.identity_type.as_deref(), Some("SomethingNew"));
+        assert_eq!(
+            r.user_identity.identity_type.as_deref(),
+            Some("SomethingNew")
+        );
         assert_eq!(r.source_ip_address.as_deref(), Some("AWS Internal"));
         assert_eq!(r.aws_region.as_deref(), Some("mars-north-1"));
         assert_eq!(r.read_only, Some(true));
@@ -342,9 +346,18 @@ mod tests {
 
     #[test]
     fn log_file_errors_are_clear() {
-        assert!(parse_log_file(b"nope").unwrap_err().to_string().contains("not JSON"));
-        assert!(parse_log_file(b"{}").unwrap_err().to_string().contains("Records"));
-        assert!(parse_log_file(b"[]").unwrap_err().to_string().contains("object"));
+        assert!(parse_log_file(b"nope")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
+        assert!(parse_log_file(b"{}")
+            .unwrap_err()
+            .to_string()
+            .contains("Records"));
+        assert!(parse_log_file(b"[]")
+            .unwrap_err()
+            .to_string()
+            .contains("object"));
     }
 
     #[test]

@@ -94,9 +94,16 @@ mod tests {
             assert_eq!(s.key().parse::<Source>().unwrap(), s);
             assert_eq!(Source::from_event_source(s.event_source()), Some(s));
         }
-        assert_eq!(Source::from_event_source("identitystore.amazonaws.com"), Some(Source::Sso));
+        assert_eq!(
+            Source::from_event_source("identitystore.amazonaws.com"),
+            Some(Source::Sso)
+        );
         assert_eq!(Source::from_event_source("ec2.amazonaws.com"), None);
-        assert!("s3".parse::<Source>().unwrap_err().to_string().contains("iam, sts"));
+        assert!("s3"
+            .parse::<Source>()
+            .unwrap_err()
+            .to_string()
+            .contains("iam, sts"));
         assert_eq!(checkpoint_key("eu-west-1", Source::Sts), "eu-west-1-sts");
     }
 }

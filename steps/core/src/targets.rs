@@ -45,7 +45,9 @@ pub fn plan_targets(
                 sources.push(source);
             }
         } else {
-            warnings.push(format!("{source} region {region} is not enabled in this account; skipped"));
+            warnings.push(format!(
+                "{source} region {region} is not enabled in this account; skipped"
+            ));
         }
     };
     for source in Source::ALL {
@@ -77,7 +79,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
     }
 
@@ -87,7 +92,10 @@ mod tests {
 
     #[test]
     fn opt_in_filter() {
-        let r = |s: Option<&str>| RegionInfo { name: "x-y-1".into(), opt_in_status: s.map(String::from) };
+        let r = |s: Option<&str>| RegionInfo {
+            name: "x-y-1".into(),
+            opt_in_status: s.map(String::from),
+        };
         assert!(is_enabled(&r(None)));
         assert!(is_enabled(&r(Some("opt-in-not-required"))));
         assert!(is_enabled(&r(Some("opted-in"))));
@@ -96,17 +104,28 @@ mod tests {
 
     #[test]
     fn default_rules() {
-        let (plan, warnings) = plan_targets(&regions(&["eu-west-1", "us-east-1"]), &settings(&[]), None);
-        assert_eq!(plan["us-east-1"], vec![Source::Iam, Source::Sts, Source::Signin, Source::Sso]);
+        let (plan, warnings) =
+            plan_targets(&regions(&["eu-west-1", "us-east-1"]), &settings(&[]), None);
+        assert_eq!(
+            plan["us-east-1"],
+            vec![Source::Iam, Source::Sts, Source::Signin, Source::Sso]
+        );
         assert_eq!(plan["eu-west-1"], vec![Source::Sts, Source::Signin]);
         assert!(warnings.is_empty());
     }
 
     #[test]
     fn switches_and_region_settings() {
-        let s = settings(&[("PROCESS_STS_EVENTS", "false"), ("SIGNIN_REGIONS", "us-east-1"),
-                           ("SSO_REGIONS", "eu-west-1,ap-south-2")]);
-        let (plan, warnings) = plan_targets(&regions(&["eu-west-1", "us-east-1", "ca-central-1"]), &s, None);
+        let s = settings(&[
+            ("PROCESS_STS_EVENTS", "false"),
+            ("SIGNIN_REGIONS", "us-east-1"),
+            ("SSO_REGIONS", "eu-west-1,ap-south-2"),
+        ]);
+        let (plan, warnings) = plan_targets(
+            &regions(&["eu-west-1", "us-east-1", "ca-central-1"]),
+            &s,
+            None,
+        );
         assert_eq!(plan["us-east-1"], vec![Source::Iam, Source::Signin]);
         assert_eq!(plan["eu-west-1"], vec![Source::Sso]);
         assert!(!plan.contains_key("ca-central-1"), "no source left there");
@@ -116,7 +135,11 @@ mod tests {
 
     #[test]
     fn source_subset() {
-        let (plan, _) = plan_targets(&regions(&["us-east-1", "us-west-2"]), &settings(&[]), Some(&[Source::Sts]));
+        let (plan, _) = plan_targets(
+            &regions(&["us-east-1", "us-west-2"]),
+            &settings(&[]),
+            Some(&[Source::Sts]),
+        );
         assert_eq!(plan["us-east-1"], vec![Source::Sts]);
         assert_eq!(plan["us-west-2"], vec![Source::Sts]);
     }

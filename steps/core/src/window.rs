@@ -26,7 +26,10 @@ fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
 impl Window {
     /// A window with bounds truncated to whole seconds.
     pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Window {
-        Window { start: whole_seconds(start), end: whole_seconds(end) }
+        Window {
+            start: whole_seconds(start),
+            end: whole_seconds(end),
+        }
     }
 
     /// Whether the window holds no second at all.
@@ -49,8 +52,14 @@ impl Window {
         }
         let mid = self.start + Duration::seconds((secs + 1) / 2);
         Some((
-            Window { start: self.start, end: mid - Duration::seconds(1) },
-            Window { start: mid, end: self.end },
+            Window {
+                start: self.start,
+                end: mid - Duration::seconds(1),
+            },
+            Window {
+                start: mid,
+                end: self.end,
+            },
         ))
     }
 }
@@ -63,7 +72,11 @@ pub fn history_start(now: DateTime<Utc>) -> DateTime<Utc> {
 /// The incremental window for a source: from the checkpoint minus the overlap (or now minus
 /// the initial lookback on a first run) to now minus the settle time, never before CloudTrail's
 /// 90-day history.
-pub fn incremental_window(checkpoint: Option<DateTime<Utc>>, now: DateTime<Utc>, settings: &Settings) -> Window {
+pub fn incremental_window(
+    checkpoint: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Window {
     let end = now - settings.settle;
     let start = match checkpoint {
         Some(cp) => cp - settings.overlap,
@@ -93,7 +106,9 @@ pub fn backfill_window(
     }
     let window = Window::new(start.max(oldest), end.min(latest));
     if window.is_empty() {
-        return Err(format!("backfill range {start} – {end} has nothing CloudTrail can still return"));
+        return Err(format!(
+            "backfill range {start} – {end} has nothing CloudTrail can still return"
+        ));
     }
     Ok((window, warning))
 }
@@ -111,7 +126,9 @@ pub fn advance_checkpoint(
     match (mode, existing) {
         (Mode::Incremental, None) => Some(slice.end),
         (Mode::Incremental, Some(cp)) => (slice.end > cp).then_some(slice.end),
-        (Mode::Backfill, Some(cp)) => (slice.start <= cp + Duration::seconds(1) && slice.end > cp).then_some(slice.end),
+        (Mode::Backfill, Some(cp)) => {
+            (slice.start <= cp + Duration::seconds(1) && slice.end > cp).then_some(slice.end)
+        }
         (Mode::Backfill, None) => None,
     }
 }
@@ -133,22 +150,36 @@ mod tests {
     fn split_partitions_seconds() {
         let w = Window::new(t(0, 0, 0), t(0, 0, 9));
         let (a, b) = w.split().unwrap();
-        assert_eq!((a.start, a.end, b.start, b.end), (t(0, 0, 0), t(0, 0, 4), t(0, 0, 5), t(0, 0, 9)));
+        assert_eq!(
+            (a.start, a.end, b.start, b.end),
+            (t(0, 0, 0), t(0, 0, 4), t(0, 0, 5), t(0, 0, 9))
+        );
         let two = Window::new(t(0, 0, 0), t(0, 0, 1));
         let (a, b) = two.split().unwrap();
-        assert_eq!((a.start, a.end, b.start, b.end), (t(0, 0, 0), t(0, 0, 0), t(0, 0, 1), t(0, 0, 1)));
+        assert_eq!(
+            (a.start, a.end, b.start, b.end),
+            (t(0, 0, 0), t(0, 0, 0), t(0, 0, 1), t(0, 0, 1))
+        );
         assert!(Window::new(t(0, 0, 0), t(0, 0, 0)).split().is_none());
         // Repeated splitting covers every second exactly once.
         let mut stack = vec![Window::new(t(0, 0, 0), t(0, 1, 39))];
         let mut seconds = Vec::new();
         while let Some(w) = stack.pop() {
             match w.split() {
-                Some((older, newer)) => { stack.push(newer); stack.push(older); }
+                Some((older, newer)) => {
+                    stack.push(newer);
+                    stack.push(older);
+                }
                 None => seconds.push(w.start),
             }
         }
         assert_eq!(seconds.len(), 100);
-        assert!(seconds.windows(2).all(|p| p[1] - p[0] == Duration::seconds(1)), "oldest first, no gap");
+        assert!(
+            seconds
+                .windows(2)
+                .all(|p| p[1] - p[0] == Duration::seconds(1)),
+            "oldest first, no gap"
+        );
     }
 
     #[test]
@@ -182,13 +213,36 @@ mod tests {
     #[test]
     fn checkpoints_never_move_back_or_jump_gaps() {
         let slice = Window::new(t(1, 0, 0), t(2, 0, 0));
-        assert_eq!(advance_checkpoint(Mode::Incremental, None, &slice), Some(t(2, 0, 0)));
-        assert_eq!(advance_checkpoint(Mode::Incremental, Some(t(3, 0, 0)), &slice), None);
-        assert_eq!(advance_checkpoint(Mode::Incremental, Some(t(1, 30, 0)), &slice), Some(t(2, 0, 0)));
+        assert_eq!(
+            advance_checkpoint(Mode::Incremental, None, &slice),
+            Some(t(2, 0, 0))
+        );
+        assert_eq!(
+            advance_checkpoint(Mode::Incremental, Some(t(3, 0, 0)), &slice),
+            None
+        );
+        assert_eq!(
+            advance_checkpoint(Mode::Incremental, Some(t(1, 30, 0)), &slice),
+            Some(t(2, 0, 0))
+        );
         assert_eq!(advance_checkpoint(Mode::Backfill, None, &slice), None);
-        assert_eq!(advance_checkpoint(Mode::Backfill, Some(t(3, 0, 0)), &slice), None, "never backwards");
-        assert_eq!(advance_checkpoint(Mode::Backfill, Some(t(0, 30, 0)), &slice), None, "never across a gap");
-        assert_eq!(advance_checkpoint(Mode::Backfill, Some(t(1, 30, 0)), &slice), Some(t(2, 0, 0)));
-        assert_eq!(advance_checkpoint(Mode::Backfill, Some(t(0, 59, 59)), &slice), Some(t(2, 0, 0)));
+        assert_eq!(
+            advance_checkpoint(Mode::Backfill, Some(t(3, 0, 0)), &slice),
+            None,
+            "never backwards"
+        );
+        assert_eq!(
+            advance_checkpoint(Mode::Backfill, Some(t(0, 30, 0)), &slice),
+            None,
+            "never across a gap"
+        );
+        assert_eq!(
+            advance_checkpoint(Mode::Backfill, Some(t(1, 30, 0)), &slice),
+            Some(t(2, 0, 0))
+        );
+        assert_eq!(
+            advance_checkpoint(Mode::Backfill, Some(t(0, 59, 59)), &slice),
+            Some(t(2, 0, 0))
+        );
     }
 }

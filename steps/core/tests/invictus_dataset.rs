@@ -10,8 +10,12 @@ use iamtrail_core::record::{format_time, parse_log_file, CloudTrailRecord};
 use iamtrail_core::Source;
 
 fn dataset() -> Vec<CloudTrailRecord> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets/invictus-aws-2023/CloudTrail");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("dataset directory").map(|e| e.unwrap().path()).collect();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets/invictus-aws-2023/CloudTrail");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dataset directory")
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert_eq!(files.len(), 55);
     let mut records = Vec::new();
@@ -31,7 +35,12 @@ fn every_record_parses_and_normalises() {
     assert_eq!(ids.len(), 2900, "event ids are unique");
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
     for r in &records {
-        let e = normalize(r, NormalizeOptions { retention_days: Some(365) });
+        let e = normalize(
+            r,
+            NormalizeOptions {
+                retention_days: Some(365),
+            },
+        );
         assert_eq!(e.event_id, r.event_id);
         assert_eq!(e.event_time, format_time(r.event_time));
         assert!(e.event_time.starts_with(&e.event_date));
@@ -42,7 +51,10 @@ fn every_record_parses_and_normalises() {
         assert_eq!(e.ttl, Some(r.event_time.timestamp() + 365 * 86400));
         // JSON fields are stored as JSON text that parses back to the record's values.
         if let Some(text) = &e.request_parameters {
-            assert_eq!(&serde_json::from_str::<serde_json::Value>(text).unwrap(), r.raw.get("requestParameters").unwrap());
+            assert_eq!(
+                &serde_json::from_str::<serde_json::Value>(text).unwrap(),
+                r.raw.get("requestParameters").unwrap()
+            );
         }
         assert_eq!(e.error_code.is_some(), r.raw.get("errorCode").is_some());
         *by_type.entry(e.event_type.clone()).or_default() += 1;
@@ -53,23 +65,48 @@ fn every_record_parses_and_normalises() {
     assert!(!by_type.contains_key("sso"));
     assert_eq!(by_type["other"], 2900 - 398 - 64 - 3);
     // 42 records have no userIdentity.type: still normalised.
-    assert_eq!(records.iter().filter(|r| r.user_identity.identity_type.is_none()).count(), 42);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.user_identity.identity_type.is_none())
+            .count(),
+        42
+    );
 }
 
 #[test]
 fn user_names_follow_the_rules_on_real_records() {
     for r in dataset() {
         let e = normalize(&r, NormalizeOptions::default());
-        match (r.event_name.as_str(), r.user_identity.identity_type.as_deref()) {
+        match (
+            r.event_name.as_str(),
+            r.user_identity.identity_type.as_deref(),
+        ) {
             ("AssumeRole", _) => {
                 // The target role: from requestParameters, or from the error of a denied call.
-                let arn = r.request_param_str("roleArn").or(r.error_message.as_deref()).unwrap();
-                assert!(arn.ends_with(&format!("/{}", e.user_name)), "{arn} vs {}", e.user_name);
+                let arn = r
+                    .request_param_str("roleArn")
+                    .or(r.error_message.as_deref())
+                    .unwrap();
+                assert!(
+                    arn.ends_with(&format!("/{}", e.user_name)),
+                    "{arn} vs {}",
+                    e.user_name
+                );
             }
-            ("ConsoleLogin", Some("IAMUser")) => assert_eq!(Some(e.user_name.as_str()), r.user_identity.user_name.as_deref()),
-            (_, Some("IAMUser")) => assert_eq!(Some(e.user_name.as_str()), r.user_identity.user_name.as_deref()),
+            ("ConsoleLogin", Some("IAMUser")) => assert_eq!(
+                Some(e.user_name.as_str()),
+                r.user_identity.user_name.as_deref()
+            ),
+            (_, Some("IAMUser")) => assert_eq!(
+                Some(e.user_name.as_str()),
+                r.user_identity.user_name.as_deref()
+            ),
             (_, Some("AssumedRole")) => {
-                assert_eq!(Some(e.user_name.as_str()), r.session_issuer().and_then(|i| i.user_name.as_deref()))
+                assert_eq!(
+                    Some(e.user_name.as_str()),
+                    r.session_issuer().and_then(|i| i.user_name.as_deref())
+                )
             }
             _ => {}
         }
@@ -78,11 +115,21 @@ fn user_names_follow_the_rules_on_real_records() {
 
 #[test]
 fn tracked_events_and_filters() {
-    let filter = EventFilter { filter_aws_service_events: true, filtered_roles: vec![] };
-    let tracked: Vec<_> = dataset().into_iter().filter(|r| Source::from_event_source(&r.event_source).is_some()).collect();
+    let filter = EventFilter {
+        filter_aws_service_events: true,
+        filtered_roles: vec![],
+    };
+    let tracked: Vec<_> = dataset()
+        .into_iter()
+        .filter(|r| Source::from_event_source(&r.event_source).is_some())
+        .collect();
     assert_eq!(tracked.len(), 465);
-    let service: Vec<_> = tracked.iter().filter(|r| filter.classify(r) == Some(FilterReason::AwsService)).collect();
+    let service: Vec<_> = tracked
+        .iter()
+        .filter(|r| filter.classify(r) == Some(FilterReason::AwsService))
+        .collect();
     // The AWS-service AssumeRole calls (inspector2, ec2, lambda, ... assuming their roles).
     assert_eq!(service.len(), 26);
-    assert!(service.iter().all(|r| r.event_name == "AssumeRole" && r.user_identity.identity_type.as_deref() == Some("AWSService")));
+    assert!(service.iter().all(|r| r.event_name == "AssumeRole"
+        && r.user_identity.identity_type.as_deref() == Some("AWSService")));
 }

@@ -8,7 +8,11 @@ use crate::ports::ControlStore;
 use crate::StepError;
 
 /// Sums the Map results and stores the run record in the control table.
-pub async fn aggregate<C: ControlStore>(input: AggregateInput, control: &C, now: DateTime<Utc>) -> Result<RunSummary, StepError> {
+pub async fn aggregate<C: ControlStore>(
+    input: AggregateInput,
+    control: &C,
+    now: DateTime<Utc>,
+) -> Result<RunSummary, StepError> {
     let summary = summarize(&input, now);
     for error in &summary.errors {
         tracing::error!(region = %error.region, source = ?error.source, error = %error.error, "run error");

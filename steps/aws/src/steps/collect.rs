@@ -19,7 +19,9 @@ use iamtrail_core::window::{advance_checkpoint, backfill_window, incremental_win
 use iamtrail_core::{normalize, NormalizedEvent, Settings, Source};
 
 use crate::limiter::RateLimiter;
-use crate::ports::{ControlStore, EventSource, EventStore, LookupError, LookupEvent, LookupPage, LookupRequest};
+use crate::ports::{
+    ControlStore, EventSource, EventStore, LookupError, LookupEvent, LookupPage, LookupRequest,
+};
 use crate::StepError;
 
 /// The adapters Collect works with.
@@ -58,7 +60,9 @@ where
     C: ControlStore,
 {
     if item.region.is_empty() || item.sources.is_empty() {
-        return Err(StepError::invalid_input("a Collect item needs a region and at least one source"));
+        return Err(StepError::invalid_input(
+            "a Collect item needs a region and at least one source",
+        ));
     }
     item.invocations += 1;
     item.more = false;
@@ -70,14 +74,17 @@ where
             if Instant::now() + SAFETY_MARGIN >= deadline {
                 item.more = true;
             } else {
-                let outcome = collect_source(&item, source, &mut progress, deps, &limiter, deadline, now).await;
+                let outcome =
+                    collect_source(&item, source, &mut progress, deps, &limiter, deadline, now)
+                        .await;
                 match outcome {
                     Ok(()) => progress.done = true,
                     Err(Stop::OutOfTime) => item.more = true,
                     Err(Stop::Failed(message)) => {
                         tracing::error!(region = %item.region, %source, error = %message, "source failed");
                         let key = checkpoint_key(&item.region, source);
-                        if let Err(e) = deps.control.record_error(&key, &message, Utc::now()).await {
+                        if let Err(e) = deps.control.record_error(&key, &message, Utc::now()).await
+                        {
                             tracing::error!(error = %e, "could not record the failure in the control table");
                         }
                         progress.error = Some(message);
@@ -92,8 +99,11 @@ where
 }
 
 fn parse_item_time(text: &Option<String>, name: &str) -> Result<DateTime<Utc>, StepError> {
-    let text = text.as_deref().ok_or_else(|| StepError::invalid_input(format!("a backfill item needs {name}")))?;
-    parse_time(text).ok_or_else(|| StepError::invalid_input(format!("{name} {text:?} is not an RFC 3339 time")))
+    let text = text
+        .as_deref()
+        .ok_or_else(|| StepError::invalid_input(format!("a backfill item needs {name}")))?;
+    parse_time(text)
+        .ok_or_else(|| StepError::invalid_input(format!("{name} {text:?} is not an RFC 3339 time")))
 }
 
 async fn collect_source<S, E, C>(
@@ -111,7 +121,11 @@ where
     C: ControlStore,
 {
     let key = checkpoint_key(&item.region, source);
-    let state = deps.control.source_state(&key).await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let state = deps
+        .control
+        .source_state(&key)
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?;
     if state.processing_status.as_deref() == Some("paused") {
         progress.skipped = Some("paused in the control table".into());
         return Ok(());
@@ -122,16 +136,26 @@ where
         let window = match item.mode {
             Mode::Incremental => incremental_window(checkpoint, now, deps.settings),
             Mode::Backfill => {
-                let start = parse_item_time(&item.start, "start").map_err(|e| Stop::Failed(e.to_string()))?;
-                let end = parse_item_time(&item.end, "end").map_err(|e| Stop::Failed(e.to_string()))?;
-                backfill_window(start, end, now, deps.settings).map_err(Stop::Failed)?.0
+                let start = parse_item_time(&item.start, "start")
+                    .map_err(|e| Stop::Failed(e.to_string()))?;
+                let end =
+                    parse_item_time(&item.end, "end").map_err(|e| Stop::Failed(e.to_string()))?;
+                backfill_window(start, end, now, deps.settings)
+                    .map_err(Stop::Failed)?
+                    .0
             }
         };
         progress.window_start = format_time(window.start);
         progress.window_end = format_time(window.end);
     }
-    let (Some(start), Some(end)) = (parse_time(&progress.window_start), parse_time(&progress.window_end)) else {
-        return Err(Stop::Failed(format!("unreadable window {} – {}", progress.window_start, progress.window_end)));
+    let (Some(start), Some(end)) = (
+        parse_time(&progress.window_start),
+        parse_time(&progress.window_end),
+    ) else {
+        return Err(Stop::Failed(format!(
+            "unreadable window {} – {}",
+            progress.window_start, progress.window_end
+        )));
     };
     let resume = match progress.cursor.as_deref().and_then(parse_time) {
         Some(cursor) => cursor + Duration::seconds(1),
@@ -152,7 +176,14 @@ where
             end: slice.end,
             next_token: None,
         };
-        let first = lookup(deps.source, &request, limiter, &mut progress.counts, deadline).await?;
+        let first = lookup(
+            deps.source,
+            &request,
+            limiter,
+            &mut progress.counts,
+            deadline,
+        )
+        .await?;
         if first.next_token.is_some() && slice.duration() > deps.settings.min_slice {
             if let Some((older, newer)) = slice.split() {
                 stack.push(newer);
@@ -165,8 +196,13 @@ where
         let mut page = first;
         loop {
             store_page(&page, &item.region, source, deps, &mut counts).await?;
-            let Some(token) = page.next_token.take() else { break };
-            let next = LookupRequest { next_token: Some(token), ..request.clone() };
+            let Some(token) = page.next_token.take() else {
+                break;
+            };
+            let next = LookupRequest {
+                next_token: Some(token),
+                ..request.clone()
+            };
             page = match lookup(deps.source, &next, limiter, &mut progress.counts, deadline).await {
                 Ok(p) => p,
                 Err(stop) => {
@@ -224,20 +260,27 @@ async fn lookup<S: EventSource>(
             Err(LookupError::Transient(message)) => {
                 transient += 1;
                 if transient > MAX_TRANSIENT_RETRIES {
-                    return Err(Stop::Failed(format!("LookupEvents kept failing: {message}")));
+                    return Err(Stop::Failed(format!(
+                        "LookupEvents kept failing: {message}"
+                    )));
                 }
                 tracing::warn!(region = %request.region, attempt = transient, %message, "LookupEvents failed; retrying");
                 tokio::time::sleep(StdDuration::from_millis(200 << transient)).await;
             }
-            Err(LookupError::Failed(message)) => return Err(Stop::Failed(format!("LookupEvents: {message}"))),
+            Err(LookupError::Failed(message)) => {
+                return Err(Stop::Failed(format!("LookupEvents: {message}")))
+            }
         }
     }
 }
 
 /// 1 s, 2 s, 4 s, ... capped at 20 s, with up to 25 % jitter so parallel callers spread out.
 fn throttle_backoff(attempt: u32) -> StdDuration {
-    let base = StdDuration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(MAX_THROTTLE_BACKOFF);
-    let jitter = StdDuration::from_millis(u64::from(Utc::now().timestamp_subsec_millis()) % (base.as_millis() as u64 / 4 + 1));
+    let base =
+        StdDuration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(MAX_THROTTLE_BACKOFF);
+    let jitter = StdDuration::from_millis(
+        u64::from(Utc::now().timestamp_subsec_millis()) % (base.as_millis() as u64 / 4 + 1),
+    );
     base + jitter
 }
 
@@ -273,7 +316,11 @@ where
     if items.is_empty() {
         return Ok(());
     }
-    let written = deps.events.put_events(&items).await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let written = deps
+        .events
+        .put_events(&items)
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?;
     counts.stored += written;
     Ok(())
 }
@@ -281,7 +328,12 @@ where
 /// One LookupEvents result as an item: `Err` when filtered, `Ok(None)` when there is nothing
 /// usable at all (no event id or time, logged), an item flagged with `parse_error` when only
 /// the summary fields could be read.
-fn to_item(event: &LookupEvent, region: &str, source: Source, settings: &Settings) -> Result<Option<NormalizedEvent>, FilterReason> {
+fn to_item(
+    event: &LookupEvent,
+    region: &str,
+    source: Source,
+    settings: &Settings,
+) -> Result<Option<NormalizedEvent>, FilterReason> {
     let parsed = match event.cloudtrail_event.as_deref() {
         Some(text) => CloudTrailRecord::from_lookup_event_json(text).map_err(|e| e.to_string()),
         None => Err("LookupEvents returned no CloudTrailEvent".to_string()),
@@ -294,7 +346,8 @@ fn to_item(event: &LookupEvent, region: &str, source: Source, settings: &Setting
             Ok(Some(normalize(&record, settings.normalize)))
         }
         Err(error) => {
-            let (Some(event_id), Some(event_time)) = (event.event_id.clone(), event.event_time) else {
+            let (Some(event_id), Some(event_time)) = (event.event_id.clone(), event.event_time)
+            else {
                 tracing::error!(%region, %source, %error, "unusable LookupEvents result without event id or time");
                 return Ok(None);
             };
@@ -303,10 +356,19 @@ fn to_item(event: &LookupEvent, region: &str, source: Source, settings: &Setting
                 event_id,
                 event_time,
                 event_name: event.event_name.clone().unwrap_or_else(|| "unknown".into()),
-                event_source: event.event_source.clone().unwrap_or_else(|| source.event_source().into()),
+                event_source: event
+                    .event_source
+                    .clone()
+                    .unwrap_or_else(|| source.event_source().into()),
                 username: event.username.clone(),
             };
-            Ok(Some(normalize_unparsed(&summary, region, event.cloudtrail_event.as_deref(), &error, settings.normalize)))
+            Ok(Some(normalize_unparsed(
+                &summary,
+                region,
+                event.cloudtrail_event.as_deref(),
+                &error,
+                settings.normalize,
+            )))
         }
     }
 }

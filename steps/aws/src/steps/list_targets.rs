@@ -1,7 +1,9 @@
 //! The ListTargets step: the run's work items, one per enabled region.
 
 use chrono::{DateTime, Utc};
-use iamtrail_core::contract::{ExecutionInput, ListTargetsInput, ListTargetsOutput, Mode, WorkItem};
+use iamtrail_core::contract::{
+    ExecutionInput, ListTargetsInput, ListTargetsOutput, Mode, WorkItem,
+};
 use iamtrail_core::record::{format_time, parse_time};
 use iamtrail_core::targets::{is_enabled, plan_targets};
 use iamtrail_core::window::backfill_window;
@@ -24,21 +26,34 @@ pub async fn list_targets<R: RegionLister>(
             .map_err(|e| StepError::invalid_input(format!("execution input: {e}")))?
     };
     let has_range = request.start.is_some() || request.end.is_some();
-    let mode = request.mode.unwrap_or(if has_range { Mode::Backfill } else { Mode::Incremental });
+    let mode = request.mode.unwrap_or(if has_range {
+        Mode::Backfill
+    } else {
+        Mode::Incremental
+    });
     let mut warnings = Vec::new();
     let (start, end) = match mode {
         Mode::Incremental if has_range => {
-            return Err(StepError::invalid_input("start/end are only allowed with mode \"backfill\""));
+            return Err(StepError::invalid_input(
+                "start/end are only allowed with mode \"backfill\"",
+            ));
         }
         Mode::Incremental => (None, None),
         Mode::Backfill => {
             let parse = |name: &str, v: &Option<String>| -> Result<DateTime<Utc>, StepError> {
-                let text = v.as_deref().ok_or_else(|| StepError::invalid_input(format!("a backfill needs \"{name}\"")))?;
-                parse_time(text).ok_or_else(|| StepError::invalid_input(format!("{name} {text:?} is not an RFC 3339 time such as 2024-01-31T00:00:00Z")))
+                let text = v.as_deref().ok_or_else(|| {
+                    StepError::invalid_input(format!("a backfill needs \"{name}\""))
+                })?;
+                parse_time(text).ok_or_else(|| {
+                    StepError::invalid_input(format!(
+                        "{name} {text:?} is not an RFC 3339 time such as 2024-01-31T00:00:00Z"
+                    ))
+                })
             };
             let start = parse("start", &request.start)?;
             let end = parse("end", &request.end)?;
-            let (_, warning) = backfill_window(start, end, now, settings).map_err(StepError::invalid_input)?;
+            let (_, warning) =
+                backfill_window(start, end, now, settings).map_err(StepError::invalid_input)?;
             warnings.extend(warning);
             (Some(format_time(start)), Some(format_time(end)))
         }
@@ -46,7 +61,11 @@ pub async fn list_targets<R: RegionLister>(
     let only_sources = request
         .sources
         .as_ref()
-        .map(|list| list.iter().map(|s| s.parse::<Source>()).collect::<Result<Vec<_>, _>>())
+        .map(|list| {
+            list.iter()
+                .map(|s| s.parse::<Source>())
+                .collect::<Result<Vec<_>, _>>()
+        })
         .transpose()
         .map_err(|e| StepError::invalid_input(e.to_string()))?;
 
@@ -63,12 +82,18 @@ pub async fn list_targets<R: RegionLister>(
     if let Some(wanted) = &request.regions {
         let unknown: Vec<&String> = wanted.iter().filter(|r| !enabled.contains(r)).collect();
         if !unknown.is_empty() {
-            return Err(StepError::invalid_input(format!("regions not enabled in this account: {unknown:?}")));
+            return Err(StepError::invalid_input(format!(
+                "regions not enabled in this account: {unknown:?}"
+            )));
         }
     }
     let (plan, plan_warnings) = plan_targets(&enabled, settings, only_sources.as_deref());
     warnings.extend(plan_warnings);
-    let run_id = input.execution.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| format!("manual-{}", now.format("%Y%m%dT%H%M%SZ")));
+    let run_id = input
+        .execution
+        .clone()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| format!("manual-{}", now.format("%Y%m%dT%H%M%SZ")));
     let mut items: Vec<WorkItem> = plan
         .into_iter()
         .filter(|(region, _)| request.regions.as_ref().is_none_or(|w| w.contains(region)))
@@ -87,5 +112,11 @@ pub async fn list_targets<R: RegionLister>(
     for w in &warnings {
         tracing::warn!(warning = %w, "list targets");
     }
-    Ok(ListTargetsOutput { run_id, mode, items, enabled_regions: enabled, warnings })
+    Ok(ListTargetsOutput {
+        run_id,
+        mode,
+        items,
+        enabled_regions: enabled,
+        warnings,
+    })
 }

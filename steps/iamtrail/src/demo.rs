@@ -1,0 +1,237 @@
+//! The local demo: the whole job on the local stack over a CloudTrail dataset, printed as a
+//! person would want to read it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use chrono::TimeDelta;
+use iamtrail_core::contract::RunSummary;
+use iamtrail_local::{EmulatorOptions, TimeShift};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::local::{LocalOptions, LocalStack};
+use crate::render::{events_table, run_table};
+
+/// What the demo runs.
+pub struct DemoOptions {
+    pub stack: LocalOptions,
+    /// Executions to run (a second one shows idempotency).
+    pub runs: u32,
+    /// Execution input (e.g. a backfill); `{}` runs the scheduled incremental job.
+    pub input: Value,
+    /// Events to show after the run.
+    pub show_events: usize,
+}
+
+/// Emulator options for a recorded dataset: shift it so its newest event lands `hours_ago`
+/// hours before now (inside CloudTrail's 90-day window), at `throttle_rps` requests/s.
+pub fn dataset_emulator(hours_ago: Option<i64>, throttle_rps: Option<f64>) -> EmulatorOptions {
+    EmulatorOptions {
+        throttle_rps,
+        time_shift: match hours_ago {
+            Some(h) => TimeShift::LatestAt(TimeDelta::hours(h)),
+            None => TimeShift::None,
+        },
+        ..Default::default()
+    }
+}
+
+fn spinner() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Counts the items of a table (Scan with `Select: COUNT`; fine for a local demo).
+pub async fn count_items(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<u64> {
+    let mut total = 0u64;
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(table)
+            .select(Select::Count)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        total += out.count() as u64;
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(total),
+        }
+    }
+}
+
+/// The newest events of one day partition (Query on `event_date`, newest first).
+pub async fn events_of_day(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    date: &str,
+) -> Result<Vec<HashMap<String, AttributeValue>>> {
+    let mut items = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("event_date = :d")
+            .expression_attribute_values(":d", AttributeValue::S(date.to_string()))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    items.sort_by(|a, b| {
+        let t = |i: &HashMap<String, AttributeValue>| {
+            i.get("event_time")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        t(b).cmp(&t(a))
+    });
+    Ok(items)
+}
+
+/// Runs the demo and prints it.
+pub async fn run_demo(options: DemoOptions) -> Result<()> {
+    let dataset = options.stack.dataset.clone();
+    let bar = spinner();
+    bar.set_message("starting moto server and the gateway");
+    let mut stack = LocalStack::start(options.stack).await?;
+    let report = stack.emulator.load_report();
+    bar.set_message("creating tables and registering the state machine");
+    let machine = stack.deploy().await?;
+    bar.finish_and_clear();
+    println!(
+        "Local stack: moto {} · gateway {}",
+        stack.moto.endpoint(),
+        stack.gateway.endpoint()
+    );
+    if let Some(dir) = &dataset {
+        println!(
+            "CloudTrail emulator: {} records from {} files in {}{}",
+            report.records,
+            report.files,
+            dir.display(),
+            match stack.emulator.shift() {
+                Some(shift) => format!(
+                    " (shifted by {} days into the last 90 days)",
+                    shift.num_days()
+                ),
+                None => String::new(),
+            }
+        );
+        for (file, reason) in report.skipped.iter().take(5) {
+            println!("  skipped a record in {}: {reason}", file.display());
+        }
+    }
+    println!("State machine: {machine}\n");
+
+    let mut last: Option<RunSummary> = None;
+    for run in 1..=options.runs.max(1) {
+        let name = format!("demo-{}-{run}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
+        let bar = spinner();
+        bar.set_message(format!("execution {name}: starting"));
+        let result = stack
+            .run_execution(&name, &options.input, |line| {
+                bar.set_message(format!("execution {name}: {line}"))
+            })
+            .await?;
+        bar.finish_and_clear();
+        println!(
+            "Execution {} {} in {:.1}s ({} state transitions, {} Collect invocations)",
+            result.name,
+            result.status,
+            result.duration.as_secs_f64(),
+            result.state_transitions,
+            result.collect_invocations
+        );
+        if result.status != "SUCCEEDED" {
+            anyhow::bail!(
+                "execution {} ended {}: {} {}",
+                result.name,
+                result.status,
+                result.error.unwrap_or_default(),
+                result.cause.unwrap_or_default()
+            );
+        }
+        let summary: RunSummary =
+            serde_json::from_value(result.output.clone().context("execution has no output")?)
+                .context("reading the run summary")?;
+        println!("{}", run_table(&summary));
+        for e in &summary.errors {
+            println!(
+                "  error: {} {:?}: {}",
+                e.region,
+                e.source,
+                crate::render::sanitize(&e.error, 200)
+            );
+        }
+        last = Some(summary);
+    }
+
+    let dynamodb = stack.dynamodb();
+    let settings = stack.settings().clone();
+    let stored = count_items(&dynamodb, &settings.events_table).await?;
+    println!(
+        "\nEvents table {} holds {stored} events.",
+        settings.events_table
+    );
+    if options.show_events > 0 {
+        let dates: BTreeSet<String> = last
+            .iter()
+            .flat_map(|s| s.targets.iter())
+            .filter(|t| t.counts.stored > 0)
+            .filter_map(|t| t.checkpoint.clone())
+            .collect();
+        let mut items = Vec::new();
+        // The stored events' days: walk back from the newest checkpoint's day.
+        if let Some(newest) = dates
+            .iter()
+            .max()
+            .and_then(|c| iamtrail_core::record::parse_time(c))
+        {
+            for back in 0..7 {
+                let day = (newest - chrono::Duration::days(back))
+                    .format("%Y-%m-%d")
+                    .to_string();
+                items.extend(events_of_day(&dynamodb, &settings.events_table, &day).await?);
+                if items.len() >= options.show_events {
+                    break;
+                }
+            }
+        }
+        items.truncate(options.show_events);
+        if !items.is_empty() {
+            println!(
+                "The {} newest stored events:\n{}",
+                items.len(),
+                events_table(&items)
+            );
+        }
+    }
+    stack.stop().await;
+    Ok(())
+}
+
+/// The bundled dataset's CloudTrail directory.
+pub fn bundled_dataset(repo_root: &std::path::Path) -> PathBuf {
+    repo_root.join("datasets/invictus-aws-2023/CloudTrail")
+}

@@ -1,0 +1,437 @@
+//! The local stack (DESIGN §8): moto server for AWS services, our gateway for Lambda Invoke and
+//! CloudTrail, the tables created from the same definitions as `template.yaml`, and the state
+//! machine registered from `statemachine/tracker.asl.json`. Executions are real: moto's Step
+//! Functions interpreter runs the ASL and calls the gateway, which runs the step functions
+//! in-process against moto over HTTP.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
+use iamtrail_aws::tables::{create_table, table_specs};
+use iamtrail_aws::{run_step, AwsContext, Endpoints, Step};
+use iamtrail_core::Settings;
+use iamtrail_local::{
+    CloudTrailEmulator, EmulatorOptions, FunctionError, Gateway, GatewayConfig, LambdaRegistry,
+    MotoOptions, MotoServer,
+};
+use serde_json::Value;
+
+/// moto's default account.
+pub const LOCAL_ACCOUNT: &str = "123456789012";
+/// The local stack's region (the state machine's, and the IAM region).
+pub const LOCAL_REGION: &str = "us-east-1";
+
+/// How to start a local stack.
+#[derive(Clone)]
+pub struct LocalOptions {
+    /// The repository root (for `.venv`, `statemachine/`).
+    pub repo_root: PathBuf,
+    /// The stack name: tables are `{stack}-events`, ...
+    pub stack_name: String,
+    /// A directory of CloudTrail log files for the emulator (`None`: start empty).
+    pub dataset: Option<PathBuf>,
+    /// Throttling, time shift, failure injection, clock.
+    pub emulator: EmulatorOptions,
+    /// Environment-style settings (`PROCESS_STS_EVENTS`, `FILTERED_ROLES`, ...), on top of the
+    /// process environment.
+    pub settings: HashMap<String, String>,
+    /// The Map's `MaxConcurrency`.
+    pub map_max_concurrency: u32,
+    /// Where moto writes its log.
+    pub moto_log: Option<PathBuf>,
+}
+
+impl LocalOptions {
+    /// Defaults for a repository root: stack `iamtrail`, no dataset, no throttling.
+    pub fn new(repo_root: impl Into<PathBuf>) -> Self {
+        LocalOptions {
+            repo_root: repo_root.into(),
+            stack_name: "iamtrail".into(),
+            dataset: None,
+            emulator: EmulatorOptions::default(),
+            settings: HashMap::new(),
+            map_max_concurrency: 10,
+            moto_log: None,
+        }
+    }
+}
+
+/// A running local stack. Dropping it stops moto and the gateway.
+pub struct LocalStack {
+    pub options: LocalOptions,
+    pub moto: MotoServer,
+    pub gateway: Gateway,
+    pub emulator: Arc<CloudTrailEmulator>,
+    pub context: Arc<AwsContext>,
+    pub sdk: aws_config::SdkConfig,
+    pub state_machine_arn: Option<String>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct ExecutionResult {
+    pub name: String,
+    pub arn: String,
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// State transitions (history events of type `*StateEntered`), for the cost report.
+    pub state_transitions: usize,
+    /// Collect invocations seen in the history.
+    pub collect_invocations: usize,
+    pub duration: Duration,
+}
+
+/// Settings for a stack name: table names from the stack, then the overrides, then the
+/// process environment.
+pub fn local_settings(stack: &str, overrides: &HashMap<String, String>) -> Result<Settings> {
+    let mut values: HashMap<String, String> = HashMap::new();
+    values.insert("EVENTS_TABLE".into(), format!("{stack}-events"));
+    values.insert("CONTROL_TABLE".into(), format!("{stack}-control"));
+    values.insert("ALERTS_TABLE".into(), format!("{stack}-alerts"));
+    values.insert("COLLECT_TIME_BUDGET_SECONDS".into(), "600".into());
+    let from_env = |k: &str| std::env::var(k).ok();
+    let settings = Settings::from_lookup(|k| {
+        overrides
+            .get(k)
+            .cloned()
+            .or_else(|| {
+                if k.ends_with("_TABLE") {
+                    None
+                } else {
+                    from_env(k)
+                }
+            })
+            .or_else(|| values.get(k).cloned())
+    })?;
+    Ok(settings)
+}
+
+/// Substitutes `${Name}` in the ASL text; fails if any placeholder is left.
+pub fn render_asl(text: &str, substitutions: &[(&str, String)]) -> Result<String> {
+    let mut out = text.to_string();
+    for (name, value) in substitutions {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    if let Some(pos) = out.find("${") {
+        let rest: String = out[pos..].chars().take(40).collect();
+        bail!("state machine definition has an unsubstituted placeholder near {rest:?}");
+    }
+    serde_json::from_str::<Value>(&out)
+        .context("state machine definition is not valid JSON after substitution")?;
+    Ok(out)
+}
+
+/// The ARN of a local Lambda function.
+pub fn function_arn(stack: &str, step: &str) -> String {
+    format!("arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:{stack}-{step}")
+}
+
+/// An SDK configuration for the local stack (static test credentials, us-east-1).
+pub async fn local_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(LOCAL_REGION))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "iamtrail-local",
+        ))
+        .load()
+        .await
+}
+
+impl LocalStack {
+    /// Starts the gateway, then moto (with `MOTO_PORT` = the gateway's port so its Step
+    /// Functions engine calls the gateway), then wires the gateway to moto.
+    pub async fn start(options: LocalOptions) -> Result<LocalStack> {
+        let emulator = Arc::new(match &options.dataset {
+            Some(dir) => CloudTrailEmulator::from_dir(dir, options.emulator.clone())
+                .with_context(|| format!("loading CloudTrail logs from {}", dir.display()))?,
+            None => CloudTrailEmulator::new(options.emulator.clone()),
+        });
+        let settings = local_settings(&options.stack_name, &options.settings)?;
+        let sdk = local_sdk_config().await;
+
+        // The Lambda functions need the endpoints, known only once both servers run: the
+        // context goes in a cell the registry reads at call time.
+        let cell: Arc<tokio::sync::OnceCell<Arc<AwsContext>>> =
+            Arc::new(tokio::sync::OnceCell::new());
+        let mut registry = LambdaRegistry::new();
+        for (name, step) in [
+            ("list-targets", Step::ListTargets),
+            ("collect", Step::Collect),
+            ("aggregate", Step::Aggregate),
+        ] {
+            let cell = cell.clone();
+            registry = registry.with(
+                format!("{}-{name}", options.stack_name),
+                move |payload: Value| {
+                    let cell = cell.clone();
+                    async move {
+                        let context = cell.get().cloned().ok_or_else(|| {
+                            FunctionError::new("NotReady", "local stack is starting")
+                        })?;
+                        run_step(step, &context, payload, None)
+                            .await
+                            .map_err(|e| FunctionError::new(e.error_type, e.message))
+                    }
+                },
+            );
+        }
+        let gateway = Gateway::start(GatewayConfig {
+            upstream: None,
+            lambda: Some(Arc::new(registry)),
+            cloudtrail: Some(emulator.clone()),
+        })
+        .await
+        .context("starting the gateway")?;
+        let moto_bin = iamtrail_local::find_moto_server(&options.repo_root)?;
+        let moto = MotoServer::start(MotoOptions {
+            moto_server_bin: moto_bin,
+            moto_port_env: gateway.port(),
+            log_file: options.moto_log.clone(),
+        })
+        .await
+        .context("starting moto server")?;
+        gateway.set_upstream(moto.endpoint());
+        let context = Arc::new(AwsContext::new(
+            &sdk,
+            settings,
+            Endpoints {
+                aws: Some(moto.endpoint()),
+                cloudtrail: Some(gateway.endpoint()),
+            },
+        ));
+        cell.set(context.clone()).ok();
+        Ok(LocalStack {
+            options,
+            moto,
+            gateway,
+            emulator,
+            context,
+            sdk,
+            state_machine_arn: None,
+        })
+    }
+
+    /// A DynamoDB client on moto.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.context.dynamodb.clone()
+    }
+
+    /// A Step Functions client on moto.
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        let conf = aws_sdk_sfn::config::Builder::from(&self.sdk)
+            .endpoint_url(self.moto.endpoint())
+            .build();
+        aws_sdk_sfn::Client::from_conf(conf)
+    }
+
+    /// The settings the steps run with.
+    pub fn settings(&self) -> &Settings {
+        &self.context.settings
+    }
+
+    /// Creates the tables and registers the state machine.
+    pub async fn deploy(&mut self) -> Result<String> {
+        let dynamodb = self.dynamodb();
+        for spec in table_specs() {
+            create_table(&dynamodb, &self.options.stack_name, &spec)
+                .await
+                .map_err(anyhow::Error::msg)?;
+        }
+        let stack = &self.options.stack_name;
+        let asl_path = self.options.repo_root.join("statemachine/tracker.asl.json");
+        let text = std::fs::read_to_string(&asl_path)
+            .with_context(|| format!("reading {}", asl_path.display()))?;
+        let definition = render_asl(
+            &text,
+            &[
+                (
+                    "ListTargetsFunctionArn",
+                    function_arn(stack, "list-targets"),
+                ),
+                ("CollectFunctionArn", function_arn(stack, "collect")),
+                ("AggregateFunctionArn", function_arn(stack, "aggregate")),
+                (
+                    "MapMaxConcurrency",
+                    self.options.map_max_concurrency.to_string(),
+                ),
+            ],
+        )?;
+        let created = self
+            .sfn()
+            .create_state_machine()
+            .name(format!("{stack}-tracker"))
+            .definition(definition)
+            .role_arn(format!(
+                "arn:aws:iam::{LOCAL_ACCOUNT}:role/{stack}-tracker-role"
+            ))
+            .r#type(aws_sdk_sfn::types::StateMachineType::Standard)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()))
+            .context("registering the state machine")?;
+        let arn = created.state_machine_arn().to_string();
+        self.state_machine_arn = Some(arn.clone());
+        Ok(arn)
+    }
+
+    /// Starts a named execution and follows it to the end, calling `progress` with a one-line
+    /// description whenever it changes.
+    pub async fn run_execution(
+        &self,
+        name: &str,
+        input: &Value,
+        mut progress: impl FnMut(&str),
+    ) -> Result<ExecutionResult> {
+        let arn = self
+            .state_machine_arn
+            .as_deref()
+            .context("deploy() the stack before running executions")?;
+        let sfn = self.sfn();
+        let started = std::time::Instant::now();
+        let execution_arn = sfn
+            .start_execution()
+            .state_machine_arn(arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()))
+            .context("StartExecution")?
+            .execution_arn()
+            .to_string();
+        let mut last_line = String::new();
+        loop {
+            let described = sfn
+                .describe_execution()
+                .execution_arn(&execution_arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
+                })?;
+            let (transitions, collects, line) = self.history_summary(&sfn, &execution_arn).await?;
+            if line != last_line {
+                progress(&line);
+                last_line = line;
+            }
+            if *described.status() != ExecutionStatus::Running {
+                return Ok(ExecutionResult {
+                    name: name.to_string(),
+                    arn: execution_arn,
+                    status: described.status().as_str().to_string(),
+                    output: described
+                        .output()
+                        .and_then(|o| serde_json::from_str(o).ok()),
+                    error: described.error().map(String::from),
+                    cause: described.cause().map(String::from),
+                    state_transitions: transitions,
+                    collect_invocations: collects,
+                    duration: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Counts state transitions and Collect invocations so far, and describes where the
+    /// execution is.
+    async fn history_summary(
+        &self,
+        sfn: &aws_sdk_sfn::Client,
+        execution_arn: &str,
+    ) -> Result<(usize, usize, String)> {
+        let mut transitions = 0;
+        let mut collects = 0;
+        let mut iterations_done = 0;
+        let mut iterations_failed = 0;
+        let mut current = String::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = sfn
+                .get_execution_history()
+                .execution_arn(execution_arn)
+                .set_next_token(token.clone())
+                .max_results(1000)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
+                })?;
+            for event in page.events() {
+                match event.r#type() {
+                    HistoryEventType::TaskStateEntered
+                    | HistoryEventType::ChoiceStateEntered
+                    | HistoryEventType::MapStateEntered
+                    | HistoryEventType::PassStateEntered
+                    | HistoryEventType::SucceedStateEntered
+                    | HistoryEventType::FailStateEntered => {
+                        transitions += 1;
+                        if let Some(name) = event.state_entered_event_details().map(|d| d.name()) {
+                            if name == "Collect" {
+                                collects += 1;
+                            }
+                            current = name.to_string();
+                        }
+                    }
+                    HistoryEventType::MapIterationSucceeded => iterations_done += 1,
+                    HistoryEventType::MapIterationFailed
+                    | HistoryEventType::MapIterationAborted => iterations_failed += 1,
+                    _ => {}
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        let line = if current.is_empty() {
+            "starting".to_string()
+        } else {
+            format!(
+                "{current}: {iterations_done} region(s) done{}, {collects} Collect invocation(s), {transitions} transitions",
+                if iterations_failed > 0 { format!(", {iterations_failed} failed") } else { String::new() }
+            )
+        };
+        Ok((transitions, collects, line))
+    }
+
+    /// Stops moto and the gateway.
+    pub async fn stop(self) {
+        let LocalStack { moto, gateway, .. } = self;
+        gateway.shutdown().await;
+        drop(moto);
+    }
+}
+
+/// The repository root: `IAMTRAIL_REPO` or the nearest ancestor of the current directory (or
+/// of this crate's source) holding `statemachine/tracker.asl.json`.
+pub fn find_repo_root() -> Result<PathBuf> {
+    if let Ok(root) = std::env::var("IAMTRAIL_REPO") {
+        return Ok(PathBuf::from(root));
+    }
+    let starts = [
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    for start in starts.into_iter().flatten() {
+        let mut dir: Option<&Path> = Some(&start);
+        while let Some(d) = dir {
+            if d.join("statemachine/tracker.asl.json").is_file() {
+                return Ok(d.to_path_buf());
+            }
+            dir = d.parent();
+        }
+    }
+    bail!("cannot find the iamtrail repository (statemachine/tracker.asl.json); run from inside it or set IAMTRAIL_REPO")
+}
