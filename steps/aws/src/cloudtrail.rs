@@ -68,15 +68,15 @@ fn from_smithy(t: &SmithyTime) -> Option<DateTime<Utc>> {
 }
 
 /// Sorts an SDK error into throttled / transient / failed.
-pub fn classify_error<E, R>(err: &SdkError<E, R>) -> LookupError
+pub fn classify_error<E>(err: &SdkError<E, aws_sdk_cloudtrail::config::http::HttpResponse>) -> LookupError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let text = aws_sdk_cloudtrail::error::DisplayErrorContext(err).to_string();
     match err {
         SdkError::ServiceError(ctx) => {
             let code = ctx.err().code().unwrap_or("");
+            let status = ctx.raw().status().as_u16();
             if matches!(
                 code,
                 "ThrottlingException"
@@ -85,8 +85,9 @@ where
                     | "RequestLimitExceeded"
             ) {
                 LookupError::Throttled(text)
-            } else if code.contains("InternalServer")
-                || code == "ServiceUnavailable"
+            } else if status >= 500
+                || code.contains("InternalFailure")
+                || code.contains("InternalServer")
                 || code.ends_with("Unavailable")
             {
                 LookupError::Transient(text)

@@ -149,6 +149,14 @@ pub struct SourceProgress {
     /// Why the source was skipped (e.g. paused in the control table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Invocations in a row that ran out of time without finishing a slice; each one halves
+    /// the minimum slice so that even a very dense window makes progress.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stalls: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Aggregate's payload.

@@ -32,8 +32,27 @@ pub struct CollectDeps<'a, S, E, C> {
     pub control: &'a C,
 }
 
-/// Time kept in hand before the deadline: a request plus a page's writes.
+/// Time kept in hand before the deadline: a request plus a page's writes (less for short
+/// budgets: a fifth of the budget at most).
 const SAFETY_MARGIN: StdDuration = StdDuration::from_secs(3);
+
+/// When an invocation must stop: its deadline less a safety margin.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    stop_at: Instant,
+}
+
+impl Budget {
+    fn new(deadline: Instant) -> Budget {
+        let total = deadline.saturating_duration_since(Instant::now());
+        Budget { stop_at: deadline - SAFETY_MARGIN.min(total / 5) }
+    }
+
+    /// Whether waiting `extra` more would cross the stop time.
+    fn exhausted_after(&self, extra: StdDuration) -> bool {
+        Instant::now() + extra >= self.stop_at
+    }
+}
 /// Transient failures (network, 5xx) tolerated per request before the source is failed.
 const MAX_TRANSIENT_RETRIES: u32 = 5;
 /// Longest pause after a throttled request.
@@ -67,19 +86,29 @@ where
     item.invocations += 1;
     item.more = false;
     let limiter = RateLimiter::per_second(deps.settings.lookup_rate_per_second);
+    let budget = Budget::new(deadline);
     let sources = item.sources.clone();
     for source in sources {
         let mut progress = item.progress.remove(&source).unwrap_or_default();
         if !progress.done {
-            if Instant::now() + SAFETY_MARGIN >= deadline {
+            if budget.exhausted_after(StdDuration::ZERO) {
                 item.more = true;
             } else {
+                let slices_before = progress.counts.slices;
                 let outcome =
-                    collect_source(&item, source, &mut progress, deps, &limiter, deadline, now)
-                        .await;
+                    collect_source(&item, source, &mut progress, deps, &limiter, budget, now).await;
                 match outcome {
                     Ok(()) => progress.done = true,
-                    Err(Stop::OutOfTime) => item.more = true,
+                    Err(Stop::OutOfTime) => {
+                        item.more = true;
+                        if progress.counts.slices == slices_before {
+                            progress.stalls += 1;
+                            tracing::warn!(region = %item.region, %source, stalls = progress.stalls,
+                                "no slice finished in this invocation; using smaller slices");
+                        } else {
+                            progress.stalls = 0;
+                        }
+                    }
                     Err(Stop::Failed(message)) => {
                         tracing::error!(region = %item.region, %source, error = %message, "source failed");
                         let key = checkpoint_key(&item.region, source);
@@ -112,7 +141,7 @@ async fn collect_source<S, E, C>(
     progress: &mut SourceProgress,
     deps: &CollectDeps<'_, S, E, C>,
     limiter: &RateLimiter,
-    deadline: Instant,
+    budget: Budget,
     now: DateTime<Utc>,
 ) -> Result<(), Stop>
 where
@@ -166,6 +195,8 @@ where
         return Ok(());
     }
 
+    // After stalled invocations, split further than the configured minimum (down to 1 s).
+    let min_slice = (deps.settings.min_slice / 2i32.pow(progress.stalls.min(20))).max(Duration::seconds(1));
     // Oldest first: the stack always holds newer ranges below the one on top.
     let mut stack = vec![window];
     while let Some(slice) = stack.pop() {
@@ -181,10 +212,10 @@ where
             &request,
             limiter,
             &mut progress.counts,
-            deadline,
+            budget,
         )
         .await?;
-        if first.next_token.is_some() && slice.duration() > deps.settings.min_slice {
+        if first.next_token.is_some() && slice.duration() > min_slice {
             if let Some((older, newer)) = slice.split() {
                 stack.push(newer);
                 stack.push(older);
@@ -203,7 +234,7 @@ where
                 next_token: Some(token),
                 ..request.clone()
             };
-            page = match lookup(deps.source, &next, limiter, &mut progress.counts, deadline).await {
+            page = match lookup(deps.source, &next, limiter, &mut progress.counts, budget).await {
                 Ok(p) => p,
                 Err(stop) => {
                     // Stored pages of an unfinished slice are written again next time
@@ -235,12 +266,12 @@ async fn lookup<S: EventSource>(
     request: &LookupRequest,
     limiter: &RateLimiter,
     counts: &mut Counts,
-    deadline: Instant,
+    budget: Budget,
 ) -> Result<LookupPage, Stop> {
     let mut throttles = 0u32;
     let mut transient = 0u32;
     loop {
-        if Instant::now() + SAFETY_MARGIN >= deadline {
+        if budget.exhausted_after(StdDuration::ZERO) {
             return Err(Stop::OutOfTime);
         }
         limiter.acquire().await;
@@ -252,7 +283,7 @@ async fn lookup<S: EventSource>(
                 throttles += 1;
                 let pause = throttle_backoff(throttles);
                 tracing::warn!(region = %request.region, pause_ms = pause.as_millis() as u64, %message, "LookupEvents throttled");
-                if Instant::now() + pause + SAFETY_MARGIN >= deadline {
+                if budget.exhausted_after(pause) {
                     return Err(Stop::OutOfTime);
                 }
                 tokio::time::sleep(pause).await;
@@ -265,7 +296,7 @@ async fn lookup<S: EventSource>(
                     )));
                 }
                 tracing::warn!(region = %request.region, attempt = transient, %message, "LookupEvents failed; retrying");
-                tokio::time::sleep(StdDuration::from_millis(200 << transient)).await;
+                tokio::time::sleep(StdDuration::from_millis(100 << transient)).await;
             }
             Err(LookupError::Failed(message)) => {
                 return Err(Stop::Failed(format!("LookupEvents: {message}")))
