@@ -68,7 +68,9 @@ fn from_smithy(t: &SmithyTime) -> Option<DateTime<Utc>> {
 }
 
 /// Sorts an SDK error into throttled / transient / failed.
-pub fn classify_error<E>(err: &SdkError<E, aws_sdk_cloudtrail::config::http::HttpResponse>) -> LookupError
+pub fn classify_error<E>(
+    err: &SdkError<E, aws_sdk_cloudtrail::config::http::HttpResponse>,
+) -> LookupError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -44,6 +44,9 @@ pub struct LocalOptions {
     pub map_max_concurrency: u32,
     /// Where moto writes its log.
     pub moto_log: Option<PathBuf>,
+    /// Failure injection for tests: Collect invocations for these regions fail as a Lambda
+    /// function error (`InjectedFailure`), as a crashed or timed-out function would.
+    pub fail_collect_regions: Vec<String>,
 }
 
 impl LocalOptions {
@@ -57,6 +60,7 @@ impl LocalOptions {
             settings: HashMap::new(),
             map_max_concurrency: 10,
             moto_log: None,
+            fail_collect_regions: Vec::new(),
         }
     }
 }
@@ -171,11 +175,24 @@ impl LocalStack {
             ("aggregate", Step::Aggregate),
         ] {
             let cell = cell.clone();
+            let failing = options.fail_collect_regions.clone();
             registry = registry.with(
                 format!("{}-{name}", options.stack_name),
                 move |payload: Value| {
                     let cell = cell.clone();
+                    let region = payload
+                        .get("region")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let inject = step == Step::Collect && failing.contains(&region);
                     async move {
+                        if inject {
+                            return Err(FunctionError::new(
+                                "InjectedFailure",
+                                format!("injected Collect failure for {region}"),
+                            ));
+                        }
                         let context = cell.get().cloned().ok_or_else(|| {
                             FunctionError::new("NotReady", "local stack is starting")
                         })?;

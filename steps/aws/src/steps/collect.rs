@@ -45,7 +45,9 @@ struct Budget {
 impl Budget {
     fn new(deadline: Instant) -> Budget {
         let total = deadline.saturating_duration_since(Instant::now());
-        Budget { stop_at: deadline - SAFETY_MARGIN.min(total / 5) }
+        Budget {
+            stop_at: deadline - SAFETY_MARGIN.min(total / 5),
+        }
     }
 
     /// Whether waiting `extra` more would cross the stop time.
@@ -196,7 +198,8 @@ where
     }
 
     // After stalled invocations, split further than the configured minimum (down to 1 s).
-    let min_slice = (deps.settings.min_slice / 2i32.pow(progress.stalls.min(20))).max(Duration::seconds(1));
+    let min_slice =
+        (deps.settings.min_slice / 2i32.pow(progress.stalls.min(20))).max(Duration::seconds(1));
     // Oldest first: the stack always holds newer ranges below the one on top.
     let mut stack = vec![window];
     while let Some(slice) = stack.pop() {
@@ -207,14 +210,7 @@ where
             end: slice.end,
             next_token: None,
         };
-        let first = lookup(
-            deps.source,
-            &request,
-            limiter,
-            &mut progress.counts,
-            budget,
-        )
-        .await?;
+        let first = lookup(deps.source, &request, limiter, &mut progress.counts, budget).await?;
         if first.next_token.is_some() && slice.duration() > min_slice {
             if let Some((older, newer)) = slice.split() {
                 stack.push(newer);

@@ -1,0 +1,259 @@
+//! Throttling, late delivery, the time-budget loop and failing regions: nothing is lost.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use chrono::{Duration as Span, Utc};
+use iamtrail_aws::{run_step, Step};
+use iamtrail_core::contract::WorkItem;
+use iamtrail_core::Source;
+use iamtrail_e2e::*;
+use iamtrail_local::EmulatorOptions;
+use serde_json::{json, Value};
+
+fn sts_records(
+    prefix: &str,
+    n: usize,
+    newest: chrono::DateTime<Utc>,
+    spacing: Span,
+    region: &str,
+) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            record(
+                &format!("{prefix}-{i:05}"),
+                newest - spacing * i as i32,
+                "sts.amazonaws.com",
+                "AssumeRole",
+                region,
+            )
+        })
+        .collect()
+}
+
+fn only_sts_in(regions: &[&str]) -> Value {
+    json!({"regions": regions, "sources": ["sts"]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttled_at_2_per_second_with_1200_events_in_one_window_loses_nothing() {
+    let mut options = options("throttle");
+    options.emulator = EmulatorOptions {
+        throttle_rps: Some(2.0),
+        ..Default::default()
+    };
+    // Ask faster than the quota so the emulator really throttles and the backoff is exercised.
+    options
+        .settings
+        .insert("LOOKUP_RATE_PER_SECOND".into(), "5".into());
+    let stack = start(options).await;
+    // 1200 events within ten minutes, three hours ago: one window, 24 pages at least.
+    let records = sts_records(
+        "burst",
+        1200,
+        Utc::now() - Span::hours(3),
+        Span::milliseconds(500),
+        "us-east-1",
+    );
+    let expected: BTreeSet<String> = records
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap().to_string())
+        .collect();
+    stack.emulator.add_records(records);
+
+    let (result, summary) = run_ok(&stack, "throttled", only_sts_in(&["us-east-1"])).await;
+    let items = scan_all(&stack.dynamodb(), &stack.settings().events_table).await;
+    let stats = stack.emulator.stats();
+    println!(
+        "throttled run: {} stored, {} requests, {} throttled by the emulator, {:.1}s",
+        items.len(),
+        summary.totals.requests,
+        stats.throttled,
+        result.duration.as_secs_f64()
+    );
+    assert_eq!(ids(&items), expected, "every event stored once");
+    assert!(stats.throttled > 0, "the emulator throttled");
+    assert_eq!(
+        summary.totals.throttled, stats.throttled,
+        "every throttle seen and retried"
+    );
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_delivered_events_inside_the_overlap_are_found_on_the_next_run() {
+    let stack = start(options("late")).await;
+    let t0 = Utc::now();
+    stack.emulator.add_records(sts_records(
+        "early",
+        5,
+        t0 - Span::hours(2),
+        Span::minutes(1),
+        "us-east-1",
+    ));
+    run_ok(&stack, "late-1", only_sts_in(&["us-east-1"])).await;
+    let table = stack.settings().events_table.clone();
+    assert_eq!(scan_all(&stack.dynamodb(), &table).await.len(), 5);
+
+    // Delivered after run 1 although they happened before its window end: one 10 minutes
+    // before run 1 (inside the 15-minute overlap), one 40 minutes before (outside it).
+    stack.emulator.add_records(vec![
+        record(
+            "late-inside",
+            t0 - Span::minutes(10),
+            "sts.amazonaws.com",
+            "AssumeRole",
+            "us-east-1",
+        ),
+        record(
+            "late-outside",
+            t0 - Span::minutes(40),
+            "sts.amazonaws.com",
+            "AssumeRole",
+            "us-east-1",
+        ),
+    ]);
+    let (_, summary) = run_ok(&stack, "late-2", only_sts_in(&["us-east-1"])).await;
+    let found = ids(&scan_all(&stack.dynamodb(), &table).await);
+    assert!(
+        found.contains("late-inside"),
+        "the overlap catches late delivery"
+    );
+    assert!(
+        !found.contains("late-outside"),
+        "later than the overlap is beyond this run (a backfill recovers it)"
+    );
+    assert_eq!(summary.totals.stored, 1);
+
+    // A backfill recovers what arrived later than the overlap.
+    let input = json!({"start": (t0 - Span::hours(1)).to_rfc3339(), "end": t0.to_rfc3339(), "regions": ["us-east-1"], "sources": ["sts"]});
+    run_ok(&stack, "late-backfill", input).await;
+    assert!(ids(&scan_all(&stack.dynamodb(), &table).await).contains("late-outside"));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
+    let mut options = options("budget");
+    options
+        .settings
+        .insert("COLLECT_TIME_BUDGET_SECONDS".into(), "1".into());
+    options
+        .settings
+        .insert("LOOKUP_RATE_PER_SECOND".into(), "10".into());
+    let stack = start(options).await;
+    // 300 events, one a minute over five hours: dozens of slices.
+    let records = sts_records(
+        "spread",
+        300,
+        Utc::now() - Span::hours(1),
+        Span::minutes(1),
+        "us-east-1",
+    );
+    let expected: BTreeSet<String> = records
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap().to_string())
+        .collect();
+    stack.emulator.add_records(records);
+
+    // The library function itself: one invocation runs out of its 1 s budget mid-window.
+    let item = WorkItem {
+        run_id: "direct".into(),
+        region: "us-east-1".into(),
+        sources: vec![Source::Sts],
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let out = run_step(
+        Step::Collect,
+        &stack.context,
+        serde_json::to_value(&item).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let out: WorkItem = serde_json::from_value(out).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the budget is respected"
+    );
+    assert!(out.more, "stopped between slices with more: true");
+    let progress = &out.progress[&Source::Sts];
+    assert!(
+        !progress.done && progress.counts.stored < 300,
+        "{progress:?}"
+    );
+
+    // The workflow loops Collect until the window is done; nothing is lost.
+    let (result, summary) = run_ok(&stack, "budget", only_sts_in(&["us-east-1"])).await;
+    let items = scan_all(&stack.dynamodb(), &stack.settings().events_table).await;
+    println!(
+        "budget run: {} Collect invocations, {} slices, {} stored",
+        result.collect_invocations,
+        summary.totals.slices,
+        items.len()
+    );
+    assert!(
+        result.collect_invocations > 1,
+        "the Choice loop re-invoked Collect"
+    );
+    assert_eq!(
+        summary.collect_invocations as usize,
+        result.collect_invocations
+    );
+    assert_eq!(ids(&items), expected);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_region_is_reported_while_the_others_complete() {
+    let mut options = options("failing");
+    options.emulator = EmulatorOptions {
+        fail_regions: vec!["eu-west-1".into()],
+        ..Default::default()
+    };
+    options.fail_collect_regions = vec!["eu-north-1".into()];
+    let stack = start(options).await;
+    let now = Utc::now() - Span::hours(1);
+    for region in ["us-east-1", "eu-west-1", "eu-north-1"] {
+        stack.emulator.add_records(sts_records(
+            &format!("ev-{region}"),
+            3,
+            now,
+            Span::minutes(1),
+            region,
+        ));
+    }
+    let (_, summary) = run_ok(
+        &stack,
+        "partial",
+        only_sts_in(&["us-east-1", "eu-west-1", "eu-north-1"]),
+    )
+    .await;
+    assert_eq!(summary.status, "partial");
+    let items = scan_all(&stack.dynamodb(), &stack.settings().events_table).await;
+    assert_eq!(items.len(), 3);
+    assert!(items
+        .iter()
+        .all(|i| attr(i, "aws_region") == Some("us-east-1")));
+    // CloudTrail failing in eu-west-1: the source's error, recorded in the control table.
+    let west = summary
+        .errors
+        .iter()
+        .find(|e| e.region == "eu-west-1")
+        .expect("eu-west-1 reported");
+    assert_eq!(west.source, Some(Source::Sts));
+    assert!(west.error.contains("InternalFailure"), "{}", west.error);
+    let control = control_item(&stack, "eu-west-1-sts").await.unwrap();
+    assert_eq!(attr(&control, "processing_status"), Some("error"));
+    assert!(attr(&control, "last_error").is_some_and(|e| e.contains("InternalFailure")));
+    // The Collect function failing in eu-north-1: caught by the workflow and reported.
+    let north = summary
+        .errors
+        .iter()
+        .find(|e| e.region == "eu-north-1")
+        .expect("eu-north-1 reported");
+    assert!(north.error.contains("InjectedFailure"), "{}", north.error);
+    stack.stop().await;
+}
