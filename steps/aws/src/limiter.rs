@@ -1,6 +1,8 @@
 //! A request pacer: LookupEvents allows 2 requests per second per account and region.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::Mutex;
 
@@ -36,7 +38,7 @@ impl RateLimiter {
         *next = Some(start + self.interval);
         drop(next);
         if start > now {
-            tokio::time::sleep_until(start.into()).await;
+            tokio::time::sleep_until(start).await;
         }
     }
 }

@@ -43,7 +43,8 @@ impl Window {
     }
 
     /// Splits into an older and a newer half that partition the window's seconds exactly
-    /// (`[start, mid-1s]` and `[mid, end]`), so no event is read twice. `None` for a window of
+    /// (`[start, mid-1s]` and `[mid, end]`), so no event is read twice. This relies on
+    /// CloudTrail's event times being whole seconds, which they always are. `None` for a window of
     /// one second.
     pub fn split(&self) -> Option<(Window, Window)> {
         let secs = (self.end - self.start).num_seconds();
