@@ -55,8 +55,8 @@ printf 'iamtrail checks: %s, %s, %s; CARGO_TARGET_DIR=%s\n' \
 
 stage "setup-venv (moto, cfn-lint, statelint)" bash scripts/setup-venv.sh
 stage "cargo fmt --check" cargo fmt --all -- --check
-stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+stage "cargo clippy -D warnings" cargo clippy --locked --workspace --all-targets -- -D warnings
 stage "validate (cfn-lint, statelint)" bash scripts/validate.sh
-stage "cargo test --workspace${*:+ $*}" cargo test --workspace "$@"
+stage "cargo test --workspace${*:+ $*}" cargo test --locked --workspace "$@"
 
 printf '\nall checks passed in %ds\n' "$((SECONDS - started))"

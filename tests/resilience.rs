@@ -138,17 +138,21 @@ async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
     let mut options = options("budget");
     options
         .settings
-        .insert("COLLECT_TIME_BUDGET_SECONDS".into(), "1".into());
+        .insert("COLLECT_TIME_BUDGET_SECONDS".into(), "2".into());
     options
         .settings
         .insert("LOOKUP_RATE_PER_SECOND".into(), "10".into());
+    options
+        .settings
+        .insert("MIN_SLICE_SECONDS".into(), "3600".into());
     let stack = start(options).await;
-    // 300 events, one a minute over five hours: dozens of slices.
+    // 2000 events, one every 18 s over ten hours: 40 pages, far more than one 2-second
+    // invocation can read at 10 requests/s.
     let records = sts_records(
         "spread",
-        300,
+        2000,
         Utc::now() - Span::hours(1),
-        Span::minutes(1),
+        Span::seconds(18),
         "us-east-1",
     );
     let expected: BTreeSet<String> = records
@@ -157,7 +161,7 @@ async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
         .collect();
     stack.emulator.add_records(records);
 
-    // The library function itself: one invocation runs out of its 1 s budget mid-window.
+    // The library function itself: one invocation runs out of its 2 s budget mid-window.
     let item = WorkItem {
         run_id: "direct".into(),
         region: "us-east-1".into(),
@@ -175,13 +179,13 @@ async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
     .unwrap();
     let out: WorkItem = serde_json::from_value(out).unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(4),
         "the budget is respected"
     );
     assert!(out.more, "stopped between slices with more: true");
     let progress = &out.progress[&Source::Sts];
     assert!(
-        !progress.done && progress.counts.stored < 300,
+        !progress.done && progress.counts.stored < 2000,
         "{progress:?}"
     );
 

@@ -276,7 +276,7 @@ impl ControlStore for DynamoControlStore {
         })?;
         let expires = parse_time(&summary.finished_at).unwrap_or_else(Utc::now)
             + chrono::Duration::days(RUN_RECORD_DAYS);
-        for key in [format!("run#{}", summary.run_id), "run#latest".to_string()] {
+        let put = |key: String| {
             self.client
                 .put_item()
                 .table_name(&self.table)
@@ -285,10 +285,24 @@ impl ControlStore for DynamoControlStore {
                 .item("status", s(&summary.status))
                 .item("finished_at", s(&summary.finished_at))
                 .item("summary", s(&json))
-                .item("ttl", AttributeValue::N(expires.timestamp().to_string()))
-                .send()
-                .await
-                .map_err(|e| store_error("dynamodb:PutItem (run record)", e))?;
+        };
+        put(format!("run#{}", summary.run_id))
+            .item("ttl", AttributeValue::N(expires.timestamp().to_string()))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:PutItem (run record)", e))?;
+        // `run#latest` never expires, and a redrive of an older run does not overwrite it.
+        let latest = put("run#latest".to_string())
+            .condition_expression("attribute_not_exists(finished_at) OR finished_at <= :f")
+            .expression_attribute_values(":f", s(&summary.finished_at))
+            .send()
+            .await;
+        match latest {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(store_error("dynamodb:PutItem (latest run)", e)),
         }
         Ok(())
     }

@@ -277,3 +277,33 @@ async fn a_slice_too_dense_for_the_budget_is_split_further_until_it_fits() {
     );
     assert!(invocations > 3);
 }
+
+#[tokio::test]
+async fn more_than_a_page_in_one_second_is_paged_not_lost() {
+    let burst = whole(Utc::now() - Duration::hours(3));
+    let mut events: Vec<LookupEvent> = (0..130)
+        .map(|i| event(&format!("b{i:04}"), burst, None))
+        .collect();
+    events.extend(
+        (0..30).map(|i| event(&format!("n{i:04}"), burst + Duration::seconds(i + 1), None)),
+    );
+    events.extend(
+        (0..30).map(|i| event(&format!("o{i:04}"), burst - Duration::seconds(i + 1), None)),
+    );
+    let source = FakeCloudTrail {
+        events,
+        ..Default::default()
+    };
+    let (out, stored, _) = run_to_end(
+        &source,
+        &settings(&[("LOOKUP_RATE_PER_SECOND", "100")]),
+        StdDuration::from_secs(60),
+    )
+    .await;
+    assert_eq!(stored.0.lock().unwrap().len(), 190);
+    assert_eq!(
+        out.progress[&Source::Sts].counts.stored,
+        190,
+        "each event read once"
+    );
+}

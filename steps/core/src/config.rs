@@ -46,8 +46,6 @@ pub struct Settings {
     pub collect_time_budget: std::time::Duration,
     /// LookupEvents requests per second per region (AWS quota: 2).
     pub lookup_rate_per_second: f64,
-    /// Maximum Map concurrency reported to the workflow (informational).
-    pub map_max_concurrency: u32,
 }
 
 /// CloudTrail keeps 90 days of event history.
@@ -175,7 +173,6 @@ impl Settings {
                 3600,
             )?),
             lookup_rate_per_second: rate,
-            map_max_concurrency: number("MAP_MAX_CONCURRENCY", 10, 1, 40)? as u32,
         })
     }
 

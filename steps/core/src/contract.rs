@@ -149,8 +149,9 @@ pub struct SourceProgress {
     /// Why the source was skipped (e.g. paused in the control table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
-    /// Invocations in a row that ran out of time without finishing a slice; each one halves
-    /// the minimum slice so that even a very dense window makes progress.
+    /// Invocations of this item that ran out of time without finishing a slice. After one,
+    /// no events are held back, and each halves the minimum slice, so that even a very dense
+    /// window makes progress.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stalls: u32,
 }

@@ -107,8 +107,6 @@ where
                             progress.stalls += 1;
                             tracing::warn!(region = %item.region, %source, stalls = progress.stalls,
                                 "no slice finished in this invocation; using smaller slices");
-                        } else {
-                            progress.stalls = 0;
                         }
                     }
                     Err(Stop::Failed(message)) => {
@@ -200,45 +198,75 @@ where
     // After stalled invocations, split further than the configured minimum (down to 1 s).
     let min_slice =
         (deps.settings.min_slice / 2i32.pow(progress.stalls.min(20))).max(Duration::seconds(1));
-    // Oldest first: the stack always holds newer ranges below the one on top.
-    let mut stack = vec![window];
-    while let Some(slice) = stack.pop() {
-        let request = LookupRequest {
-            region: item.region.clone(),
-            event_source: source.event_source().to_string(),
-            start: slice.start,
-            end: slice.end,
-            next_token: None,
-        };
-        let first = lookup(deps.source, &request, limiter, &mut progress.counts, budget).await?;
-        if first.next_token.is_some() && slice.duration() > min_slice {
-            if let Some((older, newer)) = slice.split() {
-                stack.push(newer);
-                stack.push(older);
-                continue;
+    // Oldest first: the stack always holds newer work below the task on top.
+    let mut stack = vec![Task::Query(window)];
+    let mut held = 0usize;
+    // Held slices are stored only when everything older is: after a stall, hold nothing so
+    // that every finished slice is stored at once.
+    let hold_cap = if progress.stalls == 0 {
+        MAX_HELD_EVENTS
+    } else {
+        0
+    };
+    while let Some(task) = stack.pop() {
+        let (slice, pages) = match task {
+            Task::Ready(slice, page) => {
+                held -= page.events.len();
+                (slice, vec![page])
             }
-        }
-        // A leaf slice: store every page, then move the checkpoint to its end.
-        let mut counts = Counts::default();
-        let mut page = first;
-        loop {
-            store_page(&page, &item.region, source, deps, &mut counts).await?;
-            let Some(token) = page.next_token.take() else {
-                break;
-            };
-            let next = LookupRequest {
-                next_token: Some(token),
-                ..request.clone()
-            };
-            page = match lookup(deps.source, &next, limiter, &mut progress.counts, budget).await {
-                Ok(p) => p,
-                Err(stop) => {
-                    // Stored pages of an unfinished slice are written again next time
-                    // (idempotent); only the counts of finished slices are reported.
-                    return Err(stop);
+            Task::Query(slice) => {
+                let request = LookupRequest {
+                    region: item.region.clone(),
+                    event_source: source.event_source().to_string(),
+                    start: slice.start,
+                    end: slice.end,
+                    next_token: None,
+                };
+                let first =
+                    lookup(deps.source, &request, limiter, &mut progress.counts, budget).await?;
+                if first.next_token.is_some() {
+                    // Every event strictly newer than the page's oldest second is in the page:
+                    // hold them as a ready slice and query only the older rest (bounded).
+                    if let Some((older, newer, page)) = hold_split(&slice, &first) {
+                        if held + page.events.len() <= hold_cap {
+                            held += page.events.len();
+                            stack.push(Task::Ready(newer, page));
+                            stack.push(Task::Query(older));
+                            continue;
+                        }
+                    }
+                    if slice.duration() > min_slice {
+                        if let Some((older, newer)) = slice.split() {
+                            stack.push(Task::Query(newer));
+                            stack.push(Task::Query(older));
+                            continue;
+                        }
+                    }
                 }
-            };
-        }
+                // A leaf slice: read every page.
+                let mut pages = vec![first];
+                while let Some(token) = pages.last_mut().and_then(|p| p.next_token.take()) {
+                    let next = LookupRequest {
+                        next_token: Some(token),
+                        ..request.clone()
+                    };
+                    // Out of time mid-slice: nothing of this slice counts yet; it is read
+                    // again next time (stored pages are rewritten idempotently).
+                    let page =
+                        lookup(deps.source, &next, limiter, &mut progress.counts, budget).await?;
+                    if pages.len() >= PAGES_PER_WRITE {
+                        store_pages(&pages, &item.region, source, deps, &mut Counts::default())
+                            .await?;
+                        pages.clear();
+                    }
+                    pages.push(page);
+                }
+                (slice, pages)
+            }
+        };
+        // Store the slice, then move the checkpoint and the cursor to its end.
+        let mut counts = Counts::default();
+        store_pages(&pages, &item.region, source, deps, &mut counts).await?;
         counts.slices = 1;
         progress.counts.add(&counts);
         let new_checkpoint = advance_checkpoint(item.mode, checkpoint, &slice);
@@ -253,6 +281,49 @@ where
         progress.cursor = Some(format_time(slice.end));
     }
     Ok(())
+}
+
+/// Most events held in memory as ready slices while older ones are read (a few MB).
+const MAX_HELD_EVENTS: usize = 1000;
+/// A long leaf slice is written every this many pages, so its memory stays bounded.
+const PAGES_PER_WRITE: usize = 20;
+
+/// Work of the slicing loop.
+enum Task {
+    /// A range to read from CloudTrail.
+    Query(Window),
+    /// A range already read (the events of a first page), stored once everything older is.
+    Ready(Window, LookupPage),
+}
+
+/// Splits a slice at the oldest second of its first page `page` (newest first): the newer part
+/// `(oldest, end]` holds exactly the page's events newer than that second; the older part
+/// `[start, oldest]` still has to be read (it includes the oldest second, which may continue on
+/// the next page). `None` when the page does not narrow the slice.
+fn hold_split(slice: &Window, page: &LookupPage) -> Option<(Window, Window, LookupPage)> {
+    let oldest = page.events.iter().filter_map(|e| e.event_time).min()?;
+    if oldest <= slice.start
+        || oldest >= slice.end
+        || page.events.iter().any(|e| e.event_time.is_none())
+    {
+        return None;
+    }
+    let newer = Window::new(oldest + Duration::seconds(1), slice.end);
+    let older = Window::new(slice.start, oldest);
+    let events = page
+        .events
+        .iter()
+        .filter(|e| e.event_time.is_some_and(|t| t > oldest))
+        .cloned()
+        .collect();
+    Some((
+        older,
+        newer,
+        LookupPage {
+            events,
+            next_token: None,
+        },
+    ))
 }
 
 /// One LookupEvents request under the region's rate limit, retrying throttles (with growing
@@ -311,9 +382,9 @@ fn throttle_backoff(attempt: u32) -> StdDuration {
     base + jitter
 }
 
-/// Normalises, filters and stores one page.
-async fn store_page<S, E, C>(
-    page: &LookupPage,
+/// Normalises, filters and stores pages.
+async fn store_pages<S, E, C>(
+    pages: &[LookupPage],
     region: &str,
     source: Source,
     deps: &CollectDeps<'_, S, E, C>,
@@ -322,8 +393,8 @@ async fn store_page<S, E, C>(
 where
     E: EventStore,
 {
-    let mut items: Vec<NormalizedEvent> = Vec::with_capacity(page.events.len());
-    for event in &page.events {
+    let mut items: Vec<NormalizedEvent> = Vec::new();
+    for event in pages.iter().flat_map(|p| &p.events) {
         counts.fetched += 1;
         match to_item(event, region, source, deps.settings) {
             Ok(Some(item)) => {
