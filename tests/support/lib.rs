@@ -195,3 +195,34 @@ pub fn record(id: &str, time: DateTime<Utc>, source: &str, name: &str, region: &
         "eventCategory": "Management"
     })
 }
+
+/// A synthetic record by the account's root user.
+pub fn root_record(id: &str, time: DateTime<Utc>, source: &str, name: &str) -> Value {
+    let mut r = record(id, time, source, name, "us-east-1");
+    r["userIdentity"] = json!({"type": "Root", "principalId": "111122223333", "arn": "arn:aws:iam::111122223333:root",
+                               "accountId": "111122223333", "accessKeyId": "ASIAROOTEXAMPLE"});
+    r["requestParameters"] = json!({"userName": "backdoor"});
+    r
+}
+
+/// Invokes a step's Lambda function through the gateway, exactly as moto's Step Functions
+/// engine does (and as a redrive of that state would): `POST /2015-03-31/functions/NAME/invocations`.
+pub async fn invoke_via_gateway(stack: &LocalStack, step: &str, payload: &Value) -> Value {
+    let url = format!(
+        "{}/2015-03-31/functions/{}/invocations",
+        stack.gateway.endpoint(),
+        iamtrail::local::function_arn(&stack.options.stack_name, step)
+    );
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(payload.to_string())
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("x-amz-function-error").is_none(),
+        "function error"
+    );
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}

@@ -5,6 +5,7 @@
 //! real adapters from an SDK configuration, and [`run_step`] is the one entry point the Lambda
 //! binaries and the local stack's gateway both call.
 
+pub mod alerts;
 pub mod cloudtrail;
 pub mod dynamo;
 pub mod ec2;
@@ -12,6 +13,7 @@ pub mod ec2;
 pub mod lambda;
 pub mod limiter;
 pub mod ports;
+pub mod sns;
 pub mod steps;
 pub mod tables;
 
@@ -23,9 +25,11 @@ use iamtrail_core::contract::{AggregateInput, ListTargetsInput, WorkItem};
 use iamtrail_core::Settings;
 use serde_json::Value;
 
+use crate::alerts::DynamoAlertStore;
 use crate::cloudtrail::CloudTrailSource;
 use crate::dynamo::{DynamoControlStore, DynamoEventStore};
 use crate::ec2::Ec2Regions;
+use crate::sns::SnsNotifier;
 use crate::steps::collect::CollectDeps;
 
 /// A step failure. `error_type` becomes the Lambda `errorType`, which the state machine's
@@ -61,8 +65,10 @@ impl StepError {
 /// Endpoint overrides (the local stack); `None` means the real AWS endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
-    /// DynamoDB and EC2.
+    /// DynamoDB, EC2 and SNS.
     pub aws: Option<String>,
+    /// SNS only (the local stack routes it through the gateway for failure injection).
+    pub sns: Option<String>,
     /// CloudTrail (the local stack's emulator).
     pub cloudtrail: Option<String>,
 }
@@ -72,6 +78,7 @@ pub struct AwsContext {
     pub settings: Settings,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ec2: aws_sdk_ec2::Client,
+    pub sns: aws_sdk_sns::Client,
     pub cloudtrail: CloudTrailSource,
 }
 
@@ -87,13 +94,18 @@ impl AwsContext {
     pub fn new(sdk: &SdkConfig, settings: Settings, endpoints: Endpoints) -> Self {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         let mut ec2 = aws_sdk_ec2::config::Builder::from(sdk);
+        let mut sns = aws_sdk_sns::config::Builder::from(sdk);
         if let Some(url) = &endpoints.aws {
             dynamodb = dynamodb.endpoint_url(url);
             ec2 = ec2.endpoint_url(url);
         }
+        if let Some(url) = endpoints.sns.as_ref().or(endpoints.aws.as_ref()) {
+            sns = sns.endpoint_url(url);
+        }
         AwsContext {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            sns: aws_sdk_sns::Client::from_conf(sns.build()),
             cloudtrail: CloudTrailSource::new(sdk.clone(), endpoints.cloudtrail.or(endpoints.aws)),
             settings,
         }
@@ -107,6 +119,18 @@ impl AwsContext {
         DynamoControlStore::new(self.dynamodb.clone(), &self.settings.control_table)
     }
 
+    pub fn alert_store(&self) -> DynamoAlertStore {
+        DynamoAlertStore::new(self.dynamodb.clone(), &self.settings.alerts_table)
+    }
+
+    /// The alerts topic, when one is configured.
+    pub fn notifier(&self) -> Option<SnsNotifier> {
+        self.settings
+            .alerts_topic_arn
+            .as_ref()
+            .map(|arn| SnsNotifier::new(self.sns.clone(), arn))
+    }
+
     pub fn region_lister(&self) -> Ec2Regions {
         Ec2Regions::new(self.ec2.clone())
     }
@@ -118,11 +142,12 @@ pub enum Step {
     ListTargets,
     Collect,
     Aggregate,
+    EvaluateAlerts,
 }
 
 impl Step {
     /// The step a Lambda function name (or ARN) stands for: `...list-targets`, `...collect`,
-    /// `...aggregate`.
+    /// `...aggregate`, `...evaluate-alerts`.
     pub fn from_function_name(name: &str) -> Option<Step> {
         let name = name
             .rsplit(':')
@@ -135,6 +160,8 @@ impl Step {
             Some(Step::Collect)
         } else if name.ends_with("aggregate") {
             Some(Step::Aggregate)
+        } else if name.ends_with("evaluate-alerts") {
+            Some(Step::EvaluateAlerts)
         } else {
             None
         }
@@ -178,14 +205,29 @@ pub async fn run_step(
                 Some(d) => budget.min(d.checked_sub(Duration::from_secs(10)).unwrap_or(d)),
                 None => budget,
             };
-            let (events, control) = (ctx.event_store(), ctx.control_store());
+            let (events, control, alerts) =
+                (ctx.event_store(), ctx.control_store(), ctx.alert_store());
             let deps = CollectDeps {
                 settings: &ctx.settings,
                 source: &ctx.cloudtrail,
                 events: &events,
                 control: &control,
+                alerts: &alerts,
             };
             let out = steps::collect::collect(item, &deps, deadline, now).await?;
+            to_json(&out)
+        }
+        Step::EvaluateAlerts => {
+            let input: steps::evaluate_alerts::EvaluateAlertsInput =
+                parse(payload, "EvaluateAlerts")?;
+            let out = steps::evaluate_alerts::evaluate_alerts(
+                input,
+                &ctx.alert_store(),
+                ctx.notifier().as_ref(),
+                &ctx.settings,
+                now,
+            )
+            .await?;
             to_json(&out)
         }
         Step::Aggregate => {
@@ -223,6 +265,10 @@ mod tests {
                 "arn:aws:lambda:us-east-1:123456789012:function:stack-collect:7"
             ),
             Some(Step::Collect)
+        );
+        assert_eq!(
+            Step::from_function_name("stack-evaluate-alerts"),
+            Some(Step::EvaluateAlerts)
         );
         assert_eq!(Step::from_function_name("other"), None);
     }

@@ -112,3 +112,57 @@ pub trait ControlStore: Send + Sync {
 pub trait RegionLister: Send + Sync {
     fn regions(&self) -> impl Future<Output = Result<Vec<RegionInfo>, StoreError>> + Send;
 }
+
+/// The alerts table, used as an outbox.
+pub trait AlertStore: Send + Sync {
+    /// Queues an alert with a conditional put; `false` when that (event, rule) already exists.
+    fn enqueue(
+        &self,
+        alert: &iamtrail_core::outbox::AlertRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Alerts waiting for delivery, oldest first: `pending` ones, and `sending` ones whose
+    /// claim is older than `stale_before` (a delivery that died).
+    fn deliverable(
+        &self,
+        limit: usize,
+        stale_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<iamtrail_core::outbox::AlertRecord>, StoreError>> + Send;
+    /// Claims an alert for delivery (conditional on it still being deliverable); `false` when
+    /// another delivery got it first.
+    fn claim(
+        &self,
+        alert: &iamtrail_core::outbox::AlertRecord,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Marks a claimed alert sent, with the notification's message id.
+    fn mark_sent(
+        &self,
+        alert: &iamtrail_core::outbox::AlertRecord,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Puts a claimed alert back to `pending` after a failed delivery, with the error.
+    fn release(
+        &self,
+        alert: &iamtrail_core::outbox::AlertRecord,
+        error: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A notification: SNS subject, plain-text body and message attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub subject: String,
+    pub body: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// The alert channel (SNS).
+pub trait Notifier: Send + Sync {
+    /// Publishes; returns the message id.
+    fn publish(
+        &self,
+        notification: &Notification,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+}

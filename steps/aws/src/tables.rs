@@ -83,7 +83,11 @@ pub fn table_specs() -> Vec<TableSpec> {
             suffix: "alerts",
             hash: "event_id",
             range: Some("alert_type"),
-            indexes: vec![],
+            indexes: vec![IndexSpec {
+                name: "status-created_at-index",
+                hash: "status",
+                range: "created_at",
+            }],
             ttl_attribute: Some("ttl"),
             point_in_time_recovery: true,
         },

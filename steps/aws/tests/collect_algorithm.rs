@@ -103,6 +103,50 @@ fn whole(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap()
 }
 
+/// The outbox, in memory: (event, rule) keys with put-if-absent.
+#[derive(Default)]
+struct MemoryAlerts(Mutex<std::collections::BTreeSet<(String, String)>>);
+
+impl AlertStore for MemoryAlerts {
+    async fn enqueue(&self, a: &iamtrail_core::outbox::AlertRecord) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .insert((a.event_id.clone(), a.alert_type.clone())))
+    }
+    async fn deliverable(
+        &self,
+        _: usize,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<iamtrail_core::outbox::AlertRecord>, StoreError> {
+        Ok(vec![])
+    }
+    async fn claim(
+        &self,
+        _: &iamtrail_core::outbox::AlertRecord,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn mark_sent(
+        &self,
+        _: &iamtrail_core::outbox::AlertRecord,
+        _: &str,
+        _: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn release(
+        &self,
+        _: &iamtrail_core::outbox::AlertRecord,
+        _: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 fn event(id: &str, time: DateTime<Utc>, body: Option<String>) -> LookupEvent {
     let time = whole(time);
     let body = body.unwrap_or_else(|| {
@@ -143,12 +187,17 @@ async fn run_to_end(
     s: &Settings,
     budget: StdDuration,
 ) -> (WorkItem, MemoryEvents, u32) {
-    let (events, control) = (MemoryEvents::default(), MemoryControl::default());
+    let (events, control, alerts) = (
+        MemoryEvents::default(),
+        MemoryControl::default(),
+        MemoryAlerts::default(),
+    );
     let deps = CollectDeps {
         settings: s,
         source,
         events: &events,
         control: &control,
+        alerts: &alerts,
     };
     let now = Utc::now();
     let mut current = item();

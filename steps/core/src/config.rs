@@ -46,6 +46,12 @@ pub struct Settings {
     pub collect_time_budget: std::time::Duration,
     /// LookupEvents requests per second per region (AWS quota: 2).
     pub lookup_rate_per_second: f64,
+    /// `ALERTS_ENABLED`: deliver alerts (they are queued in the outbox either way).
+    pub alerts_enabled: bool,
+    /// `ALERTS_TOPIC_ARN`: the SNS topic alerts go to.
+    pub alerts_topic_arn: Option<String>,
+    /// `ALERTS_PER_RUN`: most alerts one EvaluateAlerts invocation delivers.
+    pub alerts_per_run: usize,
 }
 
 /// CloudTrail keeps 90 days of event history.
@@ -173,6 +179,9 @@ impl Settings {
                 3600,
             )?),
             lookup_rate_per_second: rate,
+            alerts_enabled: flag("ALERTS_ENABLED", true)?,
+            alerts_topic_arn: get("ALERTS_TOPIC_ARN"),
+            alerts_per_run: number("ALERTS_PER_RUN", 200, 1, 5000)? as usize,
         })
     }
 

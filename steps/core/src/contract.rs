@@ -107,6 +107,12 @@ pub struct Counts {
     pub throttled: u64,
     /// Slices completed.
     pub slices: u64,
+    /// Alerts queued in the outbox (new (event, rule) pairs).
+    #[serde(default)]
+    pub alerts_queued: u64,
+    /// Alerts that could not be queued (reported; collection goes on).
+    #[serde(default)]
+    pub alert_errors: u64,
 }
 
 impl Counts {
@@ -121,6 +127,8 @@ impl Counts {
         self.requests += other.requests;
         self.throttled += other.throttled;
         self.slices += other.slices;
+        self.alerts_queued += other.alerts_queued;
+        self.alert_errors += other.alert_errors;
     }
 
     /// Every filtered event.

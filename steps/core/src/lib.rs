@@ -4,11 +4,14 @@
 //! It has no AWS SDK dependency, so it compiles and tests in seconds; the `iamtrail-aws` crate
 //! adapts it to DynamoDB, CloudTrail and EC2.
 
+pub mod alert_text;
 pub mod config;
 pub mod contract;
 pub mod filter;
 pub mod normalize;
+pub mod outbox;
 pub mod record;
+pub mod rules;
 pub mod source;
 pub mod summary;
 pub mod targets;

@@ -24,6 +24,8 @@ pub struct DemoOptions {
     pub input: Value,
     /// Events to show after the run.
     pub show_events: usize,
+    /// Alert emails to print per run.
+    pub show_alerts: usize,
 }
 
 /// Emulator options for a recorded dataset: shift it so its newest event lands `hours_ago`
@@ -176,6 +178,29 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
             serde_json::from_value(result.output.clone().context("execution has no output")?)
                 .context("reading the run summary")?;
         println!("{}", run_table(&summary));
+        let delivery = result
+            .output
+            .as_ref()
+            .and_then(|o| o.get("alerts"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let received = stack.received_alerts().await?;
+        println!(
+            "Alerts: {} queued by Collect, {} sent by EvaluateAlerts, {} failed; {} received by the mailbox subscription.",
+            summary.totals.alerts_queued,
+            delivery.get("sent").and_then(Value::as_u64).unwrap_or(0),
+            delivery.get("failed").and_then(Value::as_u64).unwrap_or(0),
+            received.len()
+        );
+        for (i, alert) in received.iter().enumerate().take(options.show_alerts) {
+            println!("\n{}", crate::render::email(alert, i + 1, received.len()));
+        }
+        if received.len() > options.show_alerts {
+            println!(
+                "… and {} more alert(s).",
+                received.len() - options.show_alerts
+            );
+        }
         for e in &summary.errors {
             println!(
                 "  error: {} {:?}: {}",

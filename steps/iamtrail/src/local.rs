@@ -99,6 +99,7 @@ pub fn local_settings(stack: &str, overrides: &HashMap<String, String>) -> Resul
     values.insert("EVENTS_TABLE".into(), format!("{stack}-events"));
     values.insert("CONTROL_TABLE".into(), format!("{stack}-control"));
     values.insert("ALERTS_TABLE".into(), format!("{stack}-alerts"));
+    values.insert("ALERTS_TOPIC_ARN".into(), topic_arn(stack));
     values.insert("COLLECT_TIME_BUDGET_SECONDS".into(), "600".into());
     let from_env = |k: &str| std::env::var(k).ok();
     let settings = Settings::from_lookup(|k| {
@@ -130,6 +131,25 @@ pub fn render_asl(text: &str, substitutions: &[(&str, String)]) -> Result<String
     serde_json::from_str::<Value>(&out)
         .context("state machine definition is not valid JSON after substitution")?;
     Ok(out)
+}
+
+/// The local alerts topic's ARN (moto's ARNs are deterministic).
+pub fn topic_arn(stack: &str) -> String {
+    format!("arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{stack}-alerts")
+}
+
+/// The SQS queue subscribed to the local alerts topic: it plays the mailbox.
+pub fn mailbox_queue(stack: &str) -> String {
+    format!("{stack}-alerts-mailbox")
+}
+
+/// An alert as a subscriber receives it (the SNS envelope delivered to SQS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedAlert {
+    pub message_id: String,
+    pub subject: String,
+    pub body: String,
+    pub attributes: Vec<(String, String)>,
 }
 
 /// The ARN of a local Lambda function.
@@ -173,6 +193,7 @@ impl LocalStack {
             ("list-targets", Step::ListTargets),
             ("collect", Step::Collect),
             ("aggregate", Step::Aggregate),
+            ("evaluate-alerts", Step::EvaluateAlerts),
         ] {
             let cell = cell.clone();
             let failing = options.fail_collect_regions.clone();
@@ -225,6 +246,8 @@ impl LocalStack {
             Endpoints {
                 aws: Some(moto.endpoint()),
                 cloudtrail: Some(gateway.endpoint()),
+                // SNS goes through the gateway so tests can inject publish failures.
+                sns: Some(gateway.endpoint()),
             },
         ));
         cell.set(context.clone()).ok();
@@ -252,6 +275,100 @@ impl LocalStack {
         aws_sdk_sfn::Client::from_conf(conf)
     }
 
+    /// An SQS client on moto.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::config::Builder::from(&self.sdk)
+            .endpoint_url(self.moto.endpoint())
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+
+    /// Makes SNS Publish fail (HTTP 500 from the gateway) until called with `false`.
+    pub fn fail_sns_publish(&self, fail: bool) {
+        self.gateway.set_faults(if fail {
+            vec!["Action=Publish".into(), "Publish".into()]
+        } else {
+            vec![]
+        });
+    }
+
+    /// Reads (and removes) every alert delivered to the mailbox queue so far.
+    pub async fn received_alerts(&self) -> Result<Vec<ReceivedAlert>> {
+        let sqs = self.sqs();
+        let url = sqs
+            .get_queue_url()
+            .queue_name(mailbox_queue(&self.options.stack_name))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+            .queue_url()
+            .unwrap_or_default()
+            .to_string();
+        let mut alerts = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                })?;
+            let messages = out.messages();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let envelope: Value =
+                    serde_json::from_str(m.body().unwrap_or("{}")).context("SNS envelope")?;
+                let text = |k: &str| {
+                    envelope
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let mut attributes: Vec<(String, String)> = envelope
+                    .get("MessageAttributes")
+                    .and_then(Value::as_object)
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.clone(),
+                                    v.get("Value")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or("")
+                                        .to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                attributes.sort();
+                alerts.push(ReceivedAlert {
+                    message_id: text("MessageId"),
+                    subject: text("Subject"),
+                    body: text("Message"),
+                    attributes,
+                });
+                if let Some(handle) = m.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(&url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                        })?;
+                }
+            }
+        }
+        Ok(alerts)
+    }
+
     /// The settings the steps run with.
     pub fn settings(&self) -> &Settings {
         &self.context.settings
@@ -266,6 +383,7 @@ impl LocalStack {
                 .map_err(anyhow::Error::msg)?;
         }
         let stack = &self.options.stack_name;
+        self.create_topic().await?;
         let asl_path = self.options.repo_root.join("statemachine/tracker.asl.json");
         let text = std::fs::read_to_string(&asl_path)
             .with_context(|| format!("reading {}", asl_path.display()))?;
@@ -278,6 +396,10 @@ impl LocalStack {
                 ),
                 ("CollectFunctionArn", function_arn(stack, "collect")),
                 ("AggregateFunctionArn", function_arn(stack, "aggregate")),
+                (
+                    "EvaluateAlertsFunctionArn",
+                    function_arn(stack, "evaluate-alerts"),
+                ),
                 (
                     "MapMaxConcurrency",
                     self.options.map_max_concurrency.to_string(),
@@ -300,6 +422,58 @@ impl LocalStack {
         let arn = created.state_machine_arn().to_string();
         self.state_machine_arn = Some(arn.clone());
         Ok(arn)
+    }
+
+    /// Creates the alerts topic and subscribes the mailbox queue to it (raw delivery off, so the
+    /// queue receives the SNS envelope with subject and attributes, as email would show them).
+    async fn create_topic(&self) -> Result<()> {
+        let stack = &self.options.stack_name;
+        let sns = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(&self.sdk)
+                .endpoint_url(self.moto.endpoint())
+                .build(),
+        );
+        let topic = sns
+            .create_topic()
+            .name(format!("{stack}-alerts"))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))
+            .context("creating the alerts topic")?;
+        let topic = topic.topic_arn().unwrap_or_default().to_string();
+        anyhow::ensure!(topic == topic_arn(stack), "unexpected topic ARN {topic}");
+        let sqs = self.sqs();
+        let url = sqs
+            .create_queue()
+            .queue_name(mailbox_queue(stack))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))
+            .context("creating the mailbox queue")?
+            .queue_url()
+            .unwrap_or_default()
+            .to_string();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        let queue_arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .context("queue has no ARN")?;
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))
+            .context("subscribing the mailbox to the topic")?;
+        Ok(())
     }
 
     /// Starts a named execution and follows it to the end, calling `progress` with a one-line

@@ -24,6 +24,8 @@ enum Command {
     /// Run the tracker on a local stack (moto server + gateway + CloudTrail emulator), no AWS account needed.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Publish a clearly marked test alert to a deployed stack's alerts topic.
+    TestAlert(TestAlertArgs),
 }
 
 #[derive(Subcommand)]
@@ -32,6 +34,8 @@ enum LocalCommand {
     Demo(DemoArgs),
     /// Start the local stack and keep it running until Ctrl-C.
     Serve(StackArgs),
+    /// Publish a test alert to the local topic and print it as the mailbox received it.
+    TestAlert(StackArgs),
 }
 
 #[derive(Args, Clone)]
@@ -76,6 +80,19 @@ struct DemoArgs {
     /// How many stored events to print.
     #[arg(long, default_value_t = 12)]
     show_events: usize,
+    /// How many alert emails to print per run.
+    #[arg(long, default_value_t = 3)]
+    show_alerts: usize,
+}
+
+#[derive(Args)]
+struct TestAlertArgs {
+    /// The alerts topic (the stack's AlertsTopicArn output).
+    #[arg(long, env = "ALERTS_TOPIC_ARN")]
+    topic_arn: String,
+    /// The topic's region (default: from the AWS configuration).
+    #[arg(long)]
+    region: Option<String>,
 }
 
 fn stack_options(args: &StackArgs) -> Result<LocalOptions> {
@@ -107,6 +124,25 @@ fn stack_options(args: &StackArgs) -> Result<LocalOptions> {
     Ok(options)
 }
 
+/// Publishes the test alert with the same attributes real alerts carry.
+async fn publish_test_alert(sns: &aws_sdk_sns::Client, topic_arn: &str) -> Result<String> {
+    use iamtrail_aws::ports::{Notification, Notifier};
+    let (subject, body) = iamtrail_core::alert_text::test_alert();
+    let notification = Notification {
+        subject,
+        body,
+        attributes: vec![
+            ("severity".into(), "TEST".into()),
+            ("rule_id".into(), "test-alert".into()),
+            ("event_name".into(), "TestAlert".into()),
+        ],
+    };
+    iamtrail_aws::sns::SnsNotifier::new(sns.clone(), topic_arn)
+        .publish(&notification)
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing the test alert: {e}"))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -126,8 +162,50 @@ async fn main() -> Result<()> {
                 runs: args.runs,
                 input,
                 show_events: args.show_events,
+                show_alerts: args.show_alerts,
             })
             .await
+        }
+        Command::Local(LocalCommand::TestAlert(args)) => {
+            let mut stack = LocalStack::start(stack_options(&args)?).await?;
+            stack.deploy().await?;
+            let message_id = publish_test_alert(
+                &stack.context.sns,
+                &stack
+                    .settings()
+                    .alerts_topic_arn
+                    .clone()
+                    .unwrap_or_default(),
+            )
+            .await?;
+            println!(
+                "Published test alert {message_id} to {}",
+                stack.settings().alerts_topic_arn.as_deref().unwrap_or("")
+            );
+            let received = stack.received_alerts().await?;
+            anyhow::ensure!(
+                !received.is_empty(),
+                "the mailbox subscription received nothing"
+            );
+            for (i, alert) in received.iter().enumerate() {
+                println!("{}", iamtrail::render::email(alert, i + 1, received.len()));
+            }
+            stack.stop().await;
+            Ok(())
+        }
+        Command::TestAlert(args) => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(region) = args.region {
+                loader = loader.region(aws_config::Region::new(region));
+            }
+            let sdk = loader.load().await;
+            let message_id =
+                publish_test_alert(&aws_sdk_sns::Client::new(&sdk), &args.topic_arn).await?;
+            println!(
+                "Published test alert {message_id} to {}; check the subscribed mailbox.",
+                args.topic_arn
+            );
+            Ok(())
         }
         Command::Local(LocalCommand::Serve(args)) => {
             let mut stack = LocalStack::start(stack_options(&args)?).await?;

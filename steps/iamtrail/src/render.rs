@@ -9,6 +9,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
 use iamtrail_core::contract::RunSummary;
 
+use crate::local::ReceivedAlert;
+
 /// Makes an untrusted string safe to print: control characters become `\u{..}` escapes, and
 /// long values are cut to `max` characters with an ellipsis.
 pub fn sanitize(text: &str, max: usize) -> String {
@@ -171,4 +173,25 @@ mod tests {
         assert_eq!(sanitize("abc\u{202e}def", 20), "abc\\u{202e}def");
         assert_eq!(sanitize("abcdef", 3), "abc…");
     }
+}
+
+/// An alert as its email would read: subject, the attributes subscribers can filter on, and
+/// the plain-text body. Every line is sanitised again here (defence in depth).
+pub fn email(alert: &ReceivedAlert, index: usize, total: usize) -> String {
+    let mut out = format!(
+        "──── alert {index}/{total} · SNS message {} ────\n",
+        sanitize(&alert.message_id, 80)
+    );
+    out.push_str(&format!("Subject: {}\n", sanitize(&alert.subject, 120)));
+    let attributes: Vec<String> = alert
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{}={}", sanitize(k, 40), sanitize(v, 80)))
+        .collect();
+    out.push_str(&format!("Attributes: {}\n\n", attributes.join(", ")));
+    for line in alert.body.lines() {
+        out.push_str(&sanitize(line, 400));
+        out.push('\n');
+    }
+    out
 }

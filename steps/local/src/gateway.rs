@@ -167,6 +167,9 @@ pub enum GatewayError {
 
 struct GatewayState {
     upstream: RwLock<Option<String>>,
+    /// Failure injection: proxied requests whose `X-Amz-Target` or body contains one of these
+    /// strings are answered HTTP 500 without reaching moto.
+    faults: RwLock<Vec<String>>,
     lambda: Option<Arc<dyn LambdaHandler>>,
     cloudtrail: Option<Arc<CloudTrailEmulator>>,
     client: reqwest::Client,
@@ -204,6 +207,7 @@ impl Gateway {
             .map_err(GatewayError::Client)?;
         let state = Arc::new(GatewayState {
             upstream: RwLock::new(config.upstream.map(normalise_upstream)),
+            faults: RwLock::new(Vec::new()),
             lambda: config.lambda,
             cloudtrail: config.cloudtrail,
             client,
@@ -251,6 +255,13 @@ impl Gateway {
             .upstream
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(normalise_upstream(upstream.into()));
+    }
+
+    /// Failure injection for tests: every proxied request whose `X-Amz-Target` header or body
+    /// contains one of `patterns` (e.g. `Action=Publish`) is answered with HTTP 500
+    /// `InternalError`, as a failing AWS service would. An empty list turns it off.
+    pub fn set_faults(&self, patterns: Vec<String>) {
+        *self.state.faults.write().unwrap_or_else(|e| e.into_inner()) = patterns;
     }
 
     /// The current upstream base URL.
@@ -558,6 +569,35 @@ async fn proxy(state: &GatewayState, req: Request) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
+    let faults = state
+        .faults
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if !faults.is_empty() {
+        let target = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let text = String::from_utf8_lossy(&body);
+        if faults
+            .iter()
+            .any(|f| target.contains(f.as_str()) || text.contains(f.as_str()))
+        {
+            let mut response = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code>\
+                 <Message>iamtrail gateway: injected failure</Message></Error>\
+                 <RequestId>injected</RequestId></ErrorResponse>",
+            )
+                .into_response();
+            response.headers_mut().insert(
+                "x-amzn-errortype",
+                header::HeaderValue::from_static("InternalError"),
+            );
+            return response;
+        }
+    }
     let url = format!("{upstream}{path_and_query}");
     let sent = state
         .client

@@ -13,23 +13,28 @@ use chrono::{DateTime, Duration, Utc};
 use iamtrail_core::contract::{Counts, Mode, SourceProgress, WorkItem};
 use iamtrail_core::filter::FilterReason;
 use iamtrail_core::normalize::{normalize_unparsed, EventSummary};
+use iamtrail_core::outbox::{alert_record, is_alertable};
 use iamtrail_core::record::{format_time, parse_time, CloudTrailRecord};
+use iamtrail_core::rules::evaluate;
 use iamtrail_core::source::checkpoint_key;
 use iamtrail_core::window::{advance_checkpoint, backfill_window, incremental_window, Window};
 use iamtrail_core::{normalize, NormalizedEvent, Settings, Source};
 
 use crate::limiter::RateLimiter;
 use crate::ports::{
-    ControlStore, EventSource, EventStore, LookupError, LookupEvent, LookupPage, LookupRequest,
+    AlertStore, ControlStore, EventSource, EventStore, LookupError, LookupEvent, LookupPage,
+    LookupRequest,
 };
 use crate::StepError;
 
 /// The adapters Collect works with.
-pub struct CollectDeps<'a, S, E, C> {
+pub struct CollectDeps<'a, S, E, C, A> {
     pub settings: &'a Settings,
     pub source: &'a S,
     pub events: &'a E,
     pub control: &'a C,
+    /// The alert outbox.
+    pub alerts: &'a A,
 }
 
 /// Time kept in hand before the deadline: a request plus a page's writes (less for short
@@ -69,9 +74,9 @@ enum Stop {
 }
 
 /// Runs Collect for one work item until every source is done or the deadline nears.
-pub async fn collect<S, E, C>(
+pub async fn collect<S, E, C, A>(
     mut item: WorkItem,
-    deps: &CollectDeps<'_, S, E, C>,
+    deps: &CollectDeps<'_, S, E, C, A>,
     deadline: Instant,
     now: DateTime<Utc>,
 ) -> Result<WorkItem, StepError>
@@ -79,6 +84,7 @@ where
     S: EventSource,
     E: EventStore,
     C: ControlStore,
+    A: AlertStore,
 {
     if item.region.is_empty() || item.sources.is_empty() {
         return Err(StepError::invalid_input(
@@ -135,11 +141,11 @@ fn parse_item_time(text: &Option<String>, name: &str) -> Result<DateTime<Utc>, S
         .ok_or_else(|| StepError::invalid_input(format!("{name} {text:?} is not an RFC 3339 time")))
 }
 
-async fn collect_source<S, E, C>(
+async fn collect_source<S, E, C, A>(
     item: &WorkItem,
     source: Source,
     progress: &mut SourceProgress,
-    deps: &CollectDeps<'_, S, E, C>,
+    deps: &CollectDeps<'_, S, E, C, A>,
     limiter: &RateLimiter,
     budget: Budget,
     now: DateTime<Utc>,
@@ -148,6 +154,7 @@ where
     S: EventSource,
     E: EventStore,
     C: ControlStore,
+    A: AlertStore,
 {
     let key = checkpoint_key(&item.region, source);
     let state = deps
@@ -383,15 +390,16 @@ fn throttle_backoff(attempt: u32) -> StdDuration {
 }
 
 /// Normalises, filters and stores pages.
-async fn store_pages<S, E, C>(
+async fn store_pages<S, E, C, A>(
     pages: &[LookupPage],
     region: &str,
     source: Source,
-    deps: &CollectDeps<'_, S, E, C>,
+    deps: &CollectDeps<'_, S, E, C, A>,
     counts: &mut Counts,
 ) -> Result<(), Stop>
 where
     E: EventStore,
+    A: AlertStore,
 {
     let mut items: Vec<NormalizedEvent> = Vec::new();
     for event in pages.iter().flat_map(|p| &p.events) {
@@ -420,6 +428,7 @@ where
         .await
         .map_err(|e| Stop::Failed(e.to_string()))?;
     counts.stored += written;
+    queue_alerts(&items, deps.alerts, counts).await;
     Ok(())
 }
 
@@ -467,6 +476,42 @@ fn to_item(
                 &error,
                 settings.normalize,
             )))
+        }
+    }
+}
+
+/// Evaluates the rules on stored events and queues each match in the outbox (a conditional put:
+/// an (event, rule) already queued is left alone). Runs only after the events are stored, and
+/// never fails collection: a failed write is counted and reported.
+async fn queue_alerts<A: AlertStore>(items: &[NormalizedEvent], alerts: &A, counts: &mut Counts) {
+    let now = Utc::now();
+    for item in items {
+        let Some(time) = parse_time(&item.event_time) else {
+            continue;
+        };
+        if !is_alertable(time, now) {
+            continue;
+        }
+        for m in evaluate(item) {
+            let record = alert_record(&m, item, now);
+            let mut attempt = 0;
+            loop {
+                match alerts.enqueue(&record).await {
+                    Ok(true) => counts.alerts_queued += 1,
+                    Ok(false) => {}
+                    Err(e) if attempt < 3 => {
+                        attempt += 1;
+                        tracing::warn!(event_id = %item.event_id, rule = m.rule_id, error = %e, "queueing an alert failed; retrying");
+                        tokio::time::sleep(StdDuration::from_millis(200 << attempt)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        counts.alert_errors += 1;
+                        tracing::error!(event_id = %item.event_id, rule = m.rule_id, error = %e, "could not queue an alert");
+                    }
+                }
+                break;
+            }
         }
     }
 }

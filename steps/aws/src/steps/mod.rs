@@ -3,4 +3,5 @@
 
 pub mod aggregate;
 pub mod collect;
+pub mod evaluate_alerts;
 pub mod list_targets;

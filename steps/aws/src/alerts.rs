@@ -1,0 +1,241 @@
+//! The alerts table as an outbox (DynamoDB).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use iamtrail_core::outbox::{status, AlertRecord};
+use iamtrail_core::record::format_time;
+
+use crate::ports::{AlertStore, StoreError};
+
+/// The alerts table's index of delivery states (`status` hash, `created_at` range).
+pub const STATUS_INDEX: &str = "status-created_at-index";
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn error(operation: &'static str, e: impl std::error::Error) -> StoreError {
+    StoreError {
+        operation,
+        message: DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// The DynamoDB item of an outbox record.
+pub fn alert_item(a: &AlertRecord) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("event_id".to_string(), s(&a.event_id)),
+        ("alert_type".to_string(), s(&a.alert_type)),
+        ("rule_id".to_string(), s(&a.rule_id)),
+        ("alert_title".to_string(), s(&a.alert_title)),
+        ("severity".to_string(), s(&a.severity)),
+        ("event_name".to_string(), s(&a.event_name)),
+        ("event_time".to_string(), s(&a.event_time)),
+        ("user_name".to_string(), s(&a.user_name)),
+        ("aws_region".to_string(), s(&a.aws_region)),
+        ("subject".to_string(), s(&a.subject)),
+        ("body".to_string(), s(&a.body)),
+        ("status".to_string(), s(&a.status)),
+        ("created_at".to_string(), s(&a.created_at)),
+        ("ttl".to_string(), AttributeValue::N(a.ttl.to_string())),
+    ])
+}
+
+/// An outbox record from its DynamoDB item.
+pub fn alert_from_item(item: &HashMap<String, AttributeValue>) -> Option<AlertRecord> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    Some(AlertRecord {
+        event_id: text("event_id")?,
+        alert_type: text("alert_type")?,
+        rule_id: text("rule_id").unwrap_or_default(),
+        alert_title: text("alert_title").unwrap_or_default(),
+        severity: text("severity").unwrap_or_default(),
+        event_name: text("event_name").unwrap_or_default(),
+        event_time: text("event_time").unwrap_or_default(),
+        user_name: text("user_name").unwrap_or_default(),
+        aws_region: text("aws_region").unwrap_or_default(),
+        subject: text("subject").unwrap_or_default(),
+        body: text("body").unwrap_or_default(),
+        status: text("status").unwrap_or_default(),
+        created_at: text("created_at").unwrap_or_default(),
+        ttl: item
+            .get("ttl")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// The alerts table.
+#[derive(Clone)]
+pub struct DynamoAlertStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoAlertStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoAlertStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(&self, a: &AlertRecord) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("event_id".to_string(), s(&a.event_id)),
+            ("alert_type".to_string(), s(&a.alert_type)),
+        ])
+    }
+
+    async fn by_status(
+        &self,
+        state: &str,
+        limit: usize,
+        stale_before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#s = :s")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":s", s(state))
+                .set_exclusive_start_key(start.take());
+            if let Some(stale) = stale_before {
+                query = query
+                    .filter_expression("claimed_at < :stale")
+                    .expression_attribute_values(":stale", s(format_time(stale)));
+            }
+            let page = query
+                .send()
+                .await
+                .map_err(|e| error("dynamodb:Query (alerts)", e))?;
+            out.extend(page.items().iter().filter_map(alert_from_item));
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() && out.len() < limit => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+fn conditional_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+impl AlertStore for DynamoAlertStore {
+    async fn enqueue(&self, alert: &AlertRecord) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(alert_item(alert)))
+            .condition_expression("attribute_not_exists(event_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(error("dynamodb:PutItem (alert)", e)),
+        }
+    }
+
+    async fn deliverable(
+        &self,
+        limit: usize,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut alerts = self.by_status(status::PENDING, limit, None).await?;
+        if alerts.len() < limit {
+            alerts.extend(
+                self.by_status(status::SENDING, limit - alerts.len(), Some(stale_before))
+                    .await?,
+            );
+        }
+        alerts.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(alerts)
+    }
+
+    async fn claim(
+        &self,
+        alert: &AlertRecord,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(alert)))
+            .update_expression("SET #s = :sending, claimed_at = :now")
+            .condition_expression("#s = :pending OR (#s = :sending AND claimed_at < :stale)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":sending", s(status::SENDING))
+            .expression_attribute_values(":pending", s(status::PENDING))
+            .expression_attribute_values(":now", s(format_time(now)))
+            .expression_attribute_values(":stale", s(format_time(stale_before)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(error("dynamodb:UpdateItem (claim alert)", e)),
+        }
+    }
+
+    async fn mark_sent(
+        &self,
+        alert: &AlertRecord,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(alert)))
+            .update_expression("SET #s = :sent, message_id = :m, sent_timestamp = :now REMOVE claimed_at, last_error")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":sent", s(status::SENT))
+            .expression_attribute_values(":m", s(message_id))
+            .expression_attribute_values(":now", s(format_time(now)))
+            .send()
+            .await
+            .map_err(|e| error("dynamodb:UpdateItem (alert sent)", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, alert: &AlertRecord, message: &str) -> Result<(), StoreError> {
+        let message: String = message.chars().take(1000).collect();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(alert)))
+            .update_expression(
+                "SET #s = :pending, last_error = :e ADD attempts :one REMOVE claimed_at",
+            )
+            .condition_expression("#s = :sending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":pending", s(status::PENDING))
+            .expression_attribute_values(":sending", s(status::SENDING))
+            .expression_attribute_values(":e", s(message))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map_err(|e| error("dynamodb:UpdateItem (release alert)", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,287 @@
+//! The text of an alert notification (DESIGN §6): the SNS subject and the plain-text body, in the
+//! structure of the seed's example email.
+//!
+//! Much of what an alert shows comes from the CloudTrail record, and so from whoever made the
+//! call: user agents, user and role names, policy names, ARNs in requests. All of it is shown as
+//! data: control characters (line breaks, terminal escapes such as `ESC [ 31m`), Unicode line
+//! separators and bidirectional overrides are written as visible escapes (`\n`, `\u{1b}`), so a
+//! value can neither add lines to the email nor drive a terminal, and each value is capped.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use crate::normalize::NormalizedEvent;
+use crate::record::parse_time;
+use crate::rules::{AlertMatch, Severity};
+
+/// SNS subjects must be "less than 100 characters long", with no line breaks or control
+/// characters.
+pub const MAX_SUBJECT_CHARS: usize = 99;
+/// The longest a single value (one `- Key: value` line) is shown.
+pub const MAX_VALUE_CHARS: usize = 300;
+/// The longest the one-sentence summary is shown.
+pub const MAX_SUMMARY_CHARS: usize = 600;
+
+/// Characters shown as escapes: controls (C0, DEL, C1), zero-width and bidirectional formatting
+/// characters, Unicode line and paragraph separators, the BOM and interlinear annotations.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}')
+}
+
+fn escape_char(c: char, out: &mut String) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if needs_escape(c) => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
+}
+
+/// A value rendered as data: special characters escaped, at most `max_chars` characters (a
+/// longer value is cut, on an escape boundary, and ends with `…`).
+pub fn escape_data(value: &str, max_chars: usize) -> String {
+    let max_chars = max_chars.max(1);
+    let mut out = String::new();
+    let mut shown = 0;
+    let mut piece = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        piece.clear();
+        escape_char(c, &mut piece);
+        let n = piece.chars().count();
+        // Room for this piece, keeping one character for the ellipsis unless it is the last.
+        let budget = if chars.peek().is_some() {
+            max_chars - 1
+        } else {
+            max_chars
+        };
+        if shown + n > budget {
+            // It may still all fit if the rest is short: check before cutting.
+            let rest: usize = std::iter::once(c)
+                .chain(chars.clone())
+                .map(|c| {
+                    let mut p = String::new();
+                    escape_char(c, &mut p);
+                    p.chars().count()
+                })
+                .sum();
+            if shown + rest <= max_chars {
+                out.push_str(&piece);
+                for c in chars {
+                    escape_char(c, &mut out);
+                }
+                return out;
+            }
+            out.push('…');
+            return out;
+        }
+        out.push_str(&piece);
+        shown += n;
+    }
+    out
+}
+
+/// A single subject line: every special character becomes a space, runs of spaces collapse,
+/// and it is cut to [`MAX_SUBJECT_CHARS`] on a character boundary with `…`.
+pub fn subject_line(text: &str) -> String {
+    let mut line = String::new();
+    for c in text.chars() {
+        let c = if needs_escape(c) || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && (line.is_empty() || line.ends_with(' ')) {
+            continue;
+        }
+        line.push(c);
+    }
+    let line = line.trim_end();
+    if line.chars().count() <= MAX_SUBJECT_CHARS {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(MAX_SUBJECT_CHARS - 1).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+/// `[SEVERITY] IAM Alert: <title>`, at most [`MAX_SUBJECT_CHARS`] characters, one line.
+pub fn subject(m: &AlertMatch) -> String {
+    subject_line(&format!("[{}] IAM Alert: {}", m.severity.as_str(), m.title))
+}
+
+/// `2025-08-10T18:26:07+00:00`, as the seed's email shows times.
+fn display_time(event_time: &str) -> String {
+    match parse_time(event_time) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+        None => escape_data(event_time, MAX_VALUE_CHARS),
+    }
+}
+
+fn action_required(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "Review this activity immediately in CloudTrail.",
+        Severity::High | Severity::Medium => "Review this activity in CloudTrail.",
+    }
+}
+
+fn detail(out: &mut String, key: &str, value: &str) {
+    let _ = writeln!(
+        out,
+        "- {}: {}",
+        escape_data(key, 60),
+        escape_data(value, MAX_VALUE_CHARS)
+    );
+}
+
+/// The plain-text body, in the seed's structure:
+///
+/// ```text
+/// IAM Activity Alert: Root Account Login
+///
+/// Severity: CRITICAL
+/// Time: 2025-08-10T18:26:07+00:00
+/// Region: us-east-1
+///
+/// Root account logged in from IP: 90.7.221.136
+///
+/// Event Details:
+/// - Event Name: ConsoleLogin
+/// - User: root
+/// - Source IP: 90.7.221.136
+/// - Event ID: b5636e39-f66f-4ce1-b9f1-2368c72b7fc6
+/// - <one line per context entry, then User ARN, User Agent, Error Code, Error Message>
+///
+/// Action Required: Review this activity immediately in CloudTrail.
+/// ```
+pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "IAM Activity Alert: {}",
+        escape_data(&m.title, MAX_VALUE_CHARS)
+    );
+    out.push('\n');
+    let _ = writeln!(out, "Severity: {}", m.severity.as_str());
+    let _ = writeln!(out, "Time: {}", display_time(&e.event_time));
+    let _ = writeln!(out, "Region: {}", escape_data(&e.aws_region, 60));
+    out.push('\n');
+    let _ = writeln!(out, "{}", escape_data(&m.summary, MAX_SUMMARY_CHARS));
+    out.push('\n');
+    out.push_str("Event Details:\n");
+    detail(&mut out, "Event Name", &e.event_name);
+    detail(&mut out, "User", &e.user_name);
+    detail(
+        &mut out,
+        "Source IP",
+        e.source_ip.as_deref().unwrap_or("unknown"),
+    );
+    detail(&mut out, "Event ID", &e.event_id);
+    for (key, value) in &m.context {
+        detail(&mut out, key, value);
+    }
+    let optional = [
+        ("User ARN", &e.user_arn),
+        ("User Agent", &e.user_agent),
+        ("Error Code", &e.error_code),
+        ("Error Message", &e.error_message),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+            detail(&mut out, key, v);
+        }
+    }
+    out.push('\n');
+    let _ = write!(out, "Action Required: {}", action_required(m.severity));
+    out
+}
+
+/// SNS message attributes (DESIGN §6), so subscribers can filter: `severity`, `rule_id`,
+/// `event_name`.
+pub fn message_attributes(m: &AlertMatch, e: &NormalizedEvent) -> Vec<(&'static str, String)> {
+    vec![
+        ("severity", m.severity.as_str().to_string()),
+        ("rule_id", m.rule_id.to_string()),
+        ("event_name", escape_data(&e.event_name, 256)),
+    ]
+}
+
+/// Subject of the test notification.
+pub const TEST_SUBJECT: &str = "[TEST] IAM Alert: test notification from iamtrail";
+
+/// The subject and body of a test notification sent at `now`.
+pub fn test_alert_at(now: DateTime<Utc>) -> (String, String) {
+    let body = format!(
+        "IAM Activity Alert: Test Notification (TEST)\n\
+         \n\
+         Severity: TEST\n\
+         Time: {}\n\
+         Region: n/a\n\
+         \n\
+         This is a TEST alert sent by iamtrail to check that alert delivery works.\n\
+         \n\
+         Event Details:\n\
+         - Event Name: TestNotification\n\
+         - User: iamtrail\n\
+         - Source IP: n/a\n\
+         - Event ID: test\n\
+         \n\
+         Action Required: None. This is a test; no activity needs review.",
+        now.format("%Y-%m-%dT%H:%M:%S+00:00")
+    );
+    (TEST_SUBJECT.to_string(), body)
+}
+
+/// The subject and body of a test notification, marked TEST.
+pub fn test_alert() -> (String, String) {
+    test_alert_at(Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_and_cap() {
+        assert_eq!(escape_data("plain", 10), "plain");
+        assert_eq!(escape_data("a\nb\u{1b}[31m", 50), "a\\nb\\u{1b}[31m");
+        assert_eq!(escape_data("\u{202e}x\u{2028}", 50), "\\u{202e}x\\u{2028}");
+        assert_eq!(escape_data("abcdef", 6), "abcdef");
+        assert_eq!(escape_data("abcdefg", 6), "abcde…");
+        assert_eq!(escape_data("ééééééé", 4), "ééé…");
+        // An escape is never cut in half.
+        assert_eq!(escape_data("ab\u{1b}cd", 6), "ab…");
+        assert_eq!(escape_data("", 5), "");
+    }
+
+    #[test]
+    fn subject_line_rules() {
+        assert_eq!(subject_line("a\r\nb\t c\u{1b}d"), "a b c d");
+        let long = "x".repeat(300);
+        let s = subject_line(&long);
+        assert_eq!(s.chars().count(), MAX_SUBJECT_CHARS);
+        assert!(s.ends_with('…'));
+        let wide = "é".repeat(150);
+        assert_eq!(subject_line(&wide).chars().count(), MAX_SUBJECT_CHARS);
+    }
+
+    #[test]
+    fn test_alert_is_marked() {
+        let (s, b) = test_alert();
+        assert!(s.starts_with("[TEST]"));
+        assert!(s.chars().count() <= MAX_SUBJECT_CHARS);
+        assert!(b.contains("TEST"));
+        assert!(b.contains("Action Required:"));
+    }
+}

@@ -1,0 +1,73 @@
+//! The alert outbox record: one per (event, rule), written `pending` by Collect with a
+//! conditional put, delivered and marked `sent` by EvaluateAlerts.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::alert_text::{body, subject};
+use crate::record::format_time;
+use crate::rules::AlertMatch;
+use crate::NormalizedEvent;
+
+/// Alerts are kept this long in the alerts table (its TTL).
+pub const ALERT_RETENTION_DAYS: i64 = 30;
+
+/// Outbox states.
+pub mod status {
+    /// Waiting for delivery.
+    pub const PENDING: &str = "pending";
+    /// Claimed by a delivery attempt (a lease: reclaimed when it is old).
+    pub const SENDING: &str = "sending";
+    /// Delivered; carries the SNS message id.
+    pub const SENT: &str = "sent";
+}
+
+/// One alert in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Partition key: the CloudTrail event id.
+    pub event_id: String,
+    /// Sort key: the rule id, so two rules on one event are two alerts.
+    pub alert_type: String,
+    pub rule_id: String,
+    pub alert_title: String,
+    pub severity: String,
+    pub event_name: String,
+    pub event_time: String,
+    pub user_name: String,
+    pub aws_region: String,
+    /// The notification, rendered when the alert is queued (no second read of the event).
+    pub subject: String,
+    pub body: String,
+    pub status: String,
+    pub created_at: String,
+    /// Epoch seconds: `created_at` + 30 days.
+    pub ttl: i64,
+}
+
+/// The outbox record of a rule match.
+pub fn alert_record(m: &AlertMatch, event: &NormalizedEvent, now: DateTime<Utc>) -> AlertRecord {
+    AlertRecord {
+        event_id: event.event_id.clone(),
+        alert_type: m.rule_id.to_string(),
+        rule_id: m.rule_id.to_string(),
+        alert_title: m.title.clone(),
+        severity: m.severity.as_str().to_string(),
+        event_name: event.event_name.clone(),
+        event_time: event.event_time.clone(),
+        user_name: event.user_name.clone(),
+        aws_region: event.aws_region.clone(),
+        subject: subject(m),
+        body: body(m, event),
+        status: status::PENDING.to_string(),
+        created_at: format_time(now),
+        ttl: (now + Duration::days(ALERT_RETENTION_DAYS)).timestamp(),
+    }
+}
+
+/// Whether an event is recent enough to alert on: an alert is remembered (deduplicated) for
+/// [`ALERT_RETENTION_DAYS`], so older events are stored but never alerted, or a backfill over
+/// them would alert again once the first alert had expired.
+pub fn is_alertable(event_time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    event_time > now - Duration::days(ALERT_RETENTION_DAYS) + Duration::hours(1)
+}
