@@ -161,20 +161,6 @@ pub fn events_table(items: &[HashMap<String, AttributeValue>]) -> Table {
     table
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sanitize_escapes_controls_and_cuts() {
-        assert_eq!(sanitize("plain", 10), "plain");
-        assert_eq!(sanitize("a\u{1b}[31mred", 20), "a\\u{1b}[31mred");
-        assert_eq!(sanitize("line\nbreak", 20), "line\\u{a}break");
-        assert_eq!(sanitize("abc\u{202e}def", 20), "abc\\u{202e}def");
-        assert_eq!(sanitize("abcdef", 3), "abc…");
-    }
-}
-
 /// An alert as its email would read: subject, the attributes subscribers can filter on, and
 /// the plain-text body. Every line is sanitised again here (defence in depth).
 pub fn email(alert: &ReceivedAlert, index: usize, total: usize) -> String {
@@ -194,4 +180,18 @@ pub fn email(alert: &ReceivedAlert, index: usize, total: usize) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_escapes_controls_and_cuts() {
+        assert_eq!(sanitize("plain", 10), "plain");
+        assert_eq!(sanitize("a\u{1b}[31mred", 20), "a\\u{1b}[31mred");
+        assert_eq!(sanitize("line\nbreak", 20), "line\\u{a}break");
+        assert_eq!(sanitize("abc\u{202e}def", 20), "abc\\u{202e}def");
+        assert_eq!(sanitize("abcdef", 3), "abc…");
+    }
 }
