@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use iamtrail_core::outbox::{status, AlertRecord};
+use iamtrail_core::outbox::{sent_ttl, status, AlertRecord};
 use iamtrail_core::record::format_time;
 
 use crate::ports::{AlertStore, StoreError};
@@ -27,7 +27,7 @@ fn error(operation: &'static str, e: impl std::error::Error) -> StoreError {
 
 /// The DynamoDB item of an outbox record.
 pub fn alert_item(a: &AlertRecord) -> HashMap<String, AttributeValue> {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("event_id".to_string(), s(&a.event_id)),
         ("alert_type".to_string(), s(&a.alert_type)),
         ("rule_id".to_string(), s(&a.rule_id)),
@@ -41,8 +41,11 @@ pub fn alert_item(a: &AlertRecord) -> HashMap<String, AttributeValue> {
         ("body".to_string(), s(&a.body)),
         ("status".to_string(), s(&a.status)),
         ("created_at".to_string(), s(&a.created_at)),
-        ("ttl".to_string(), AttributeValue::N(a.ttl.to_string())),
-    ])
+    ]);
+    if let Some(ttl) = a.ttl {
+        item.insert("ttl".to_string(), AttributeValue::N(ttl.to_string()));
+    }
+    item
 }
 
 /// An outbox record from its DynamoDB item.
@@ -65,8 +68,7 @@ pub fn alert_from_item(item: &HashMap<String, AttributeValue>) -> Option<AlertRe
         ttl: item
             .get("ttl")
             .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
+            .and_then(|n| n.parse().ok()),
     })
 }
 
@@ -207,7 +209,9 @@ impl AlertStore for DynamoAlertStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(self.key(alert)))
-            .update_expression("SET #s = :sent, message_id = :m, sent_timestamp = :now REMOVE claimed_at, last_error")
+            .update_expression("SET #s = :sent, message_id = :m, sent_timestamp = :now, #ttl = :ttl REMOVE claimed_at, last_error")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", AttributeValue::N(sent_ttl(now).to_string()))
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":sent", s(status::SENT))
             .expression_attribute_values(":m", s(message_id))

@@ -207,16 +207,6 @@ pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
     out
 }
 
-/// SNS message attributes (DESIGN §6), so subscribers can filter: `severity`, `rule_id`,
-/// `event_name`.
-pub fn message_attributes(m: &AlertMatch, e: &NormalizedEvent) -> Vec<(&'static str, String)> {
-    vec![
-        ("severity", m.severity.as_str().to_string()),
-        ("rule_id", m.rule_id.to_string()),
-        ("event_name", escape_data(&e.event_name, 256)),
-    ]
-}
-
 /// Subject of the test notification.
 pub const TEST_SUBJECT: &str = "[TEST] IAM Alert: test notification from iamtrail";
 

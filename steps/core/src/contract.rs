@@ -110,9 +110,6 @@ pub struct Counts {
     /// Alerts queued in the outbox (new (event, rule) pairs).
     #[serde(default)]
     pub alerts_queued: u64,
-    /// Alerts that could not be queued (reported; collection goes on).
-    #[serde(default)]
-    pub alert_errors: u64,
 }
 
 impl Counts {
@@ -128,7 +125,6 @@ impl Counts {
         self.throttled += other.throttled;
         self.slices += other.slices;
         self.alerts_queued += other.alerts_queued;
-        self.alert_errors += other.alert_errors;
     }
 
     /// Every filtered event.

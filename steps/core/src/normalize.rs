@@ -97,6 +97,14 @@ pub struct NormalizeOptions {
     pub retention_days: Option<u32>,
 }
 
+/// The item's expiry (epoch seconds): the event's time plus `RETENTION_DAYS`, if set.
+pub fn retention_ttl(event_time: DateTime<Utc>, options: NormalizeOptions) -> Option<i64> {
+    options
+        .retention_days
+        .filter(|d| *d > 0)
+        .map(|d| (event_time + Duration::days(i64::from(d))).timestamp())
+}
+
 /// `event_type` for an `eventSource`.
 pub fn event_type(event_source: &str) -> &'static str {
     Source::from_event_source(event_source)
@@ -188,10 +196,7 @@ pub fn normalize(record: &CloudTrailRecord, options: NormalizeOptions) -> Normal
         .as_ref()
         .and_then(|d| d.get("MFAUsed"))
         .and_then(bool_ish);
-    let ttl = options
-        .retention_days
-        .filter(|d| *d > 0)
-        .map(|d| (record.event_time + Duration::days(i64::from(d))).timestamp());
+    let ttl = retention_ttl(record.event_time, options);
     let mut event = NormalizedEvent {
         event_date: record.event_time.format("%Y-%m-%d").to_string(),
         event_id: record.event_id.clone(),
@@ -287,10 +292,7 @@ pub fn normalize_unparsed(
         error_message: None,
         read_only: None,
         recipient_account_id: None,
-        ttl: options
-            .retention_days
-            .filter(|d| *d > 0)
-            .map(|d| (summary.event_time + Duration::days(i64::from(d))).timestamp()),
+        ttl: retention_ttl(summary.event_time, options),
         truncated_fields: Vec::new(),
         original_size: None,
         parse_error: Some(error.chars().take(1000).collect()),

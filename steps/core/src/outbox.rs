@@ -4,12 +4,12 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alert_text::{body, subject};
+use crate::alert_text::{body, escape_data, subject};
 use crate::record::format_time;
 use crate::rules::AlertMatch;
 use crate::NormalizedEvent;
 
-/// Alerts are kept this long in the alerts table (its TTL).
+/// Sent alerts are kept this long in the alerts table (its TTL, counted from delivery).
 pub const ALERT_RETENTION_DAYS: i64 = 30;
 
 /// Outbox states.
@@ -41,8 +41,20 @@ pub struct AlertRecord {
     pub body: String,
     pub status: String,
     pub created_at: String,
-    /// Epoch seconds: `created_at` + 30 days.
-    pub ttl: i64,
+    /// Epoch seconds at which DynamoDB may expire the record: set when it is sent (sent + 30
+    /// days). A pending alert never expires, so an undeliverable one stays visible.
+    pub ttl: Option<i64>,
+}
+
+impl AlertRecord {
+    /// The SNS message attributes subscribers filter on: `severity`, `rule_id`, `event_name`.
+    pub fn message_attributes(&self) -> Vec<(String, String)> {
+        vec![
+            ("severity".to_string(), self.severity.clone()),
+            ("rule_id".to_string(), self.rule_id.clone()),
+            ("event_name".to_string(), escape_data(&self.event_name, 256)),
+        ]
+    }
 }
 
 /// The outbox record of a rule match.
@@ -61,13 +73,18 @@ pub fn alert_record(m: &AlertMatch, event: &NormalizedEvent, now: DateTime<Utc>)
         body: body(m, event),
         status: status::PENDING.to_string(),
         created_at: format_time(now),
-        ttl: (now + Duration::days(ALERT_RETENTION_DAYS)).timestamp(),
+        ttl: None,
     }
 }
 
-/// Whether an event is recent enough to alert on: an alert is remembered (deduplicated) for
-/// [`ALERT_RETENTION_DAYS`], so older events are stored but never alerted, or a backfill over
-/// them would alert again once the first alert had expired.
+/// Whether an event is recent enough to alert on: a sent alert is remembered (deduplicated) for
+/// [`ALERT_RETENTION_DAYS`] after delivery, so older events are stored but never alerted, or a
+/// backfill over them would alert again once the first alert had expired.
 pub fn is_alertable(event_time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     event_time > now - Duration::days(ALERT_RETENTION_DAYS) + Duration::hours(1)
+}
+
+/// The expiry of an alert sent at `now`.
+pub fn sent_ttl(now: DateTime<Utc>) -> i64 {
+    (now + Duration::days(ALERT_RETENTION_DAYS)).timestamp()
 }

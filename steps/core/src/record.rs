@@ -7,6 +7,7 @@
 //! verbatim rather than rejected.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -264,6 +265,33 @@ pub fn parse_log_file(bytes: &[u8]) -> Result<LogFile, RecordError> {
         }
     }
     Ok(file)
+}
+
+/// Reads every CloudTrail log file (`.json`, `.json.gz`) under `dir`, recursively, in path
+/// order. A file that is not a CloudTrail delivery file is an error naming it.
+pub fn read_log_dir(dir: &Path) -> Result<Vec<(PathBuf, LogFile)>, RecordError> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                pending.push(path);
+            } else if name.ends_with(".json") || name.ends_with(".json.gz") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let log = parse_log_file(&std::fs::read(&path)?)
+                .map_err(|e| RecordError::BadFile(format!("{}: {e}", path.display())))?;
+            Ok((path, log))
+        })
+        .collect()
 }
 
 #[cfg(test)]

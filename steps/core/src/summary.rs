@@ -56,16 +56,6 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
                 error: progress.error.clone(),
                 skipped: progress.skipped.clone(),
             });
-            if progress.counts.alert_errors > 0 {
-                errors.push(RunError {
-                    region: item.region.clone(),
-                    source: Some(*source),
-                    error: format!(
-                        "{} alert(s) could not be queued",
-                        progress.counts.alert_errors
-                    ),
-                });
-            }
             if let Some(error) = &progress.error {
                 errors.push(RunError {
                     region: item.region.clone(),

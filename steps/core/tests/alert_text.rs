@@ -1,9 +1,7 @@
 //! Alert subjects and bodies: the seed's email structure, SNS's subject limits, and
 //! attacker-controlled strings shown as data.
 
-use iamtrail_core::alert_text::{
-    body, message_attributes, subject, test_alert, MAX_SUBJECT_CHARS, MAX_VALUE_CHARS,
-};
+use iamtrail_core::alert_text::{body, subject, test_alert, MAX_SUBJECT_CHARS, MAX_VALUE_CHARS};
 use iamtrail_core::normalize::{normalize, NormalizeOptions, NormalizedEvent};
 use iamtrail_core::record::CloudTrailRecord;
 use iamtrail_core::rules::{evaluate, AlertMatch, Severity};
@@ -71,11 +69,11 @@ Event Details:
 Action Required: Review this activity immediately in CloudTrail.";
     assert_eq!(body(&m, &e), expected);
     assert_eq!(
-        message_attributes(&m, &e),
+        iamtrail_core::outbox::alert_record(&m, &e, chrono::Utc::now()).message_attributes(),
         vec![
-            ("severity", "CRITICAL".to_string()),
-            ("rule_id", "root-activity".to_string()),
-            ("event_name", "ConsoleLogin".to_string()),
+            ("severity".to_string(), "CRITICAL".to_string()),
+            ("rule_id".to_string(), "root-activity".to_string()),
+            ("event_name".to_string(), "ConsoleLogin".to_string()),
         ]
     );
 }

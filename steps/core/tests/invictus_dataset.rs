@@ -6,22 +6,17 @@ use std::path::PathBuf;
 
 use iamtrail_core::filter::{EventFilter, FilterReason};
 use iamtrail_core::normalize::{normalize, NormalizeOptions, DYNAMODB_MAX_ITEM_BYTES};
-use iamtrail_core::record::{format_time, parse_log_file, CloudTrailRecord};
+use iamtrail_core::record::{format_time, read_log_dir, CloudTrailRecord};
 use iamtrail_core::Source;
 
 fn dataset() -> Vec<CloudTrailRecord> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../datasets/invictus-aws-2023/CloudTrail");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("dataset directory")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), 55);
+    let logs = read_log_dir(&dir).expect("dataset directory");
+    assert_eq!(logs.len(), 55);
     let mut records = Vec::new();
-    for f in files {
-        let log = parse_log_file(&std::fs::read(&f).unwrap()).unwrap();
-        assert!(log.rejected.is_empty(), "{f:?}: {:?}", log.rejected);
+    for (path, log) in logs {
+        assert!(log.rejected.is_empty(), "{path:?}: {:?}", log.rejected);
         records.extend(log.records);
     }
     records

@@ -5,21 +5,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use iamtrail_core::normalize::{normalize, NormalizeOptions, NormalizedEvent};
-use iamtrail_core::record::parse_log_file;
+use iamtrail_core::record::read_log_dir;
 use iamtrail_core::rules::{evaluate, AlertMatch};
 
 fn dataset() -> BTreeMap<String, NormalizedEvent> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../datasets/invictus-aws-2023/CloudTrail");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("dataset directory")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
     let mut events = BTreeMap::new();
-    for f in files {
-        let log = parse_log_file(&std::fs::read(&f).unwrap()).unwrap();
-        assert!(log.rejected.is_empty(), "{f:?}: {:?}", log.rejected);
+    for (path, log) in read_log_dir(&dir).expect("dataset directory") {
+        assert!(log.rejected.is_empty(), "{path:?}: {:?}", log.rejected);
         for r in &log.records {
             let e = normalize(r, NormalizeOptions::default());
             events.insert(e.event_id.clone(), e);

@@ -12,7 +12,7 @@ use iamtrail_local::{EmulatorOptions, TimeShift};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::local::{LocalOptions, LocalStack};
+use crate::local::{sdk_error, LocalOptions, LocalStack};
 use crate::render::{events_table, run_table};
 
 /// What the demo runs.
@@ -62,9 +62,7 @@ pub async fn count_items(client: &aws_sdk_dynamodb::Client, table: &str) -> Resu
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(sdk_error)?;
         total += out.count() as u64;
         match out.last_evaluated_key() {
             Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -90,9 +88,7 @@ pub async fn events_of_day(
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(sdk_error)?;
         items.extend(out.items().iter().cloned());
         match out.last_evaluated_key() {
             Some(k) if !k.is_empty() => start = Some(k.clone()),

@@ -107,7 +107,9 @@ pub fn local_settings(stack: &str, overrides: &HashMap<String, String>) -> Resul
             .get(k)
             .cloned()
             .or_else(|| {
-                if k.ends_with("_TABLE") {
+                // The stack's own resources never come from the shell: a real topic ARN
+                // exported for `iamtrail test-alert` must not leak into the local stack.
+                if k.ends_with("_TABLE") || k == "ALERTS_TOPIC_ARN" {
                     None
                 } else {
                     from_env(k)
@@ -131,6 +133,11 @@ pub fn render_asl(text: &str, substitutions: &[(&str, String)]) -> Result<String
     serde_json::from_str::<Value>(&out)
         .context("state machine definition is not valid JSON after substitution")?;
     Ok(out)
+}
+
+/// An SDK error with its full context (service code, message, request id) as an `anyhow`.
+pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
+    anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
 }
 
 /// The local alerts topic's ARN (moto's ARNs are deterministic).
@@ -300,7 +307,7 @@ impl LocalStack {
             .queue_name(mailbox_queue(&self.options.stack_name))
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+            .map_err(sdk_error)?
             .queue_url()
             .unwrap_or_default()
             .to_string();
@@ -313,9 +320,7 @@ impl LocalStack {
                 .wait_time_seconds(0)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-                })?;
+                .map_err(sdk_error)?;
             let messages = out.messages();
             if messages.is_empty() {
                 break;
@@ -360,9 +365,7 @@ impl LocalStack {
                         .receipt_handle(handle)
                         .send()
                         .await
-                        .map_err(|e| {
-                            anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-                        })?;
+                        .map_err(sdk_error)?;
                 }
             }
         }
@@ -417,7 +420,7 @@ impl LocalStack {
             .r#type(aws_sdk_sfn::types::StateMachineType::Standard)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()))
+            .map_err(sdk_error)
             .context("registering the state machine")?;
         let arn = created.state_machine_arn().to_string();
         self.state_machine_arn = Some(arn.clone());
@@ -438,7 +441,7 @@ impl LocalStack {
             .name(format!("{stack}-alerts"))
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))
+            .map_err(sdk_error)
             .context("creating the alerts topic")?;
         let topic = topic.topic_arn().unwrap_or_default().to_string();
         anyhow::ensure!(topic == topic_arn(stack), "unexpected topic ARN {topic}");
@@ -448,7 +451,7 @@ impl LocalStack {
             .queue_name(mailbox_queue(stack))
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))
+            .map_err(sdk_error)
             .context("creating the mailbox queue")?
             .queue_url()
             .unwrap_or_default()
@@ -459,7 +462,7 @@ impl LocalStack {
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(sdk_error)?;
         let queue_arn = attrs
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
@@ -471,7 +474,7 @@ impl LocalStack {
             .endpoint(queue_arn)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))
+            .map_err(sdk_error)
             .context("subscribing the mailbox to the topic")?;
         Ok(())
     }
@@ -497,7 +500,7 @@ impl LocalStack {
             .input(input.to_string())
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()))
+            .map_err(sdk_error)
             .context("StartExecution")?
             .execution_arn()
             .to_string();
@@ -508,9 +511,7 @@ impl LocalStack {
                 .execution_arn(&execution_arn)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
-                })?;
+                .map_err(sdk_error)?;
             let (transitions, collects, line) = self.history_summary(&sfn, &execution_arn).await?;
             if line != last_line {
                 progress(&line);
@@ -556,9 +557,7 @@ impl LocalStack {
                 .max_results(1000)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
-                })?;
+                .map_err(sdk_error)?;
             for event in page.events() {
                 match event.r#type() {
                     HistoryEventType::TaskStateEntered

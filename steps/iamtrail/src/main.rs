@@ -195,7 +195,14 @@ async fn main() -> Result<()> {
         }
         Command::TestAlert(args) => {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(region) = args.region {
+            // A topic lives in one region: the one its ARN names, unless --region says otherwise.
+            let arn_region = args
+                .topic_arn
+                .split(':')
+                .nth(3)
+                .filter(|r| !r.is_empty())
+                .map(String::from);
+            if let Some(region) = args.region.or(arn_region) {
                 loader = loader.region(aws_config::Region::new(region));
             }
             let sdk = loader.load().await;

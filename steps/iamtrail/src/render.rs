@@ -11,24 +11,11 @@ use iamtrail_core::contract::RunSummary;
 
 use crate::local::ReceivedAlert;
 
-/// Makes an untrusted string safe to print: control characters become `\u{..}` escapes, and
-/// long values are cut to `max` characters with an ellipsis.
+/// Makes an untrusted string safe to print: control characters (ANSI escapes included) and
+/// line breaks come out escaped, and long values are cut to `max` characters with an ellipsis.
+/// The same escaping as the alert emails ([`iamtrail_core::alert_text::escape_data`]).
 pub fn sanitize(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count >= max {
-            out.push('…');
-            break;
-        }
-        if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    iamtrail_core::alert_text::escape_data(text, max)
 }
 
 fn new_table(headers: &[&str]) -> Table {
@@ -190,8 +177,8 @@ mod tests {
     fn sanitize_escapes_controls_and_cuts() {
         assert_eq!(sanitize("plain", 10), "plain");
         assert_eq!(sanitize("a\u{1b}[31mred", 20), "a\\u{1b}[31mred");
-        assert_eq!(sanitize("line\nbreak", 20), "line\\u{a}break");
+        assert_eq!(sanitize("line\nbreak", 20), "line\\nbreak");
         assert_eq!(sanitize("abc\u{202e}def", 20), "abc\\u{202e}def");
-        assert_eq!(sanitize("abcdef", 3), "abc…");
+        assert_eq!(sanitize("abcdef", 3), "ab…");
     }
 }

@@ -216,6 +216,7 @@ where
         0
     };
     while let Some(task) = stack.pop() {
+        let mut counts = Counts::default();
         let (slice, pages) = match task {
             Task::Ready(slice, page) => {
                 held -= page.events.len();
@@ -262,8 +263,7 @@ where
                     let page =
                         lookup(deps.source, &next, limiter, &mut progress.counts, budget).await?;
                     if pages.len() >= PAGES_PER_WRITE {
-                        store_pages(&pages, &item.region, source, deps, &mut Counts::default())
-                            .await?;
+                        store_pages(&pages, &item.region, source, deps, &mut counts).await?;
                         pages.clear();
                     }
                     pages.push(page);
@@ -272,7 +272,6 @@ where
             }
         };
         // Store the slice, then move the checkpoint and the cursor to its end.
-        let mut counts = Counts::default();
         store_pages(&pages, &item.region, source, deps, &mut counts).await?;
         counts.slices = 1;
         progress.counts.add(&counts);
@@ -428,8 +427,7 @@ where
         .await
         .map_err(|e| Stop::Failed(e.to_string()))?;
     counts.stored += written;
-    queue_alerts(&items, deps.alerts, counts).await;
-    Ok(())
+    queue_alerts(&items, deps.alerts, counts).await
 }
 
 /// One LookupEvents result as an item: `Err` when filtered, `Ok(None)` when there is nothing
@@ -481,9 +479,14 @@ fn to_item(
 }
 
 /// Evaluates the rules on stored events and queues each match in the outbox (a conditional put:
-/// an (event, rule) already queued is left alone). Runs only after the events are stored, and
-/// never fails collection: a failed write is counted and reported.
-async fn queue_alerts<A: AlertStore>(items: &[NormalizedEvent], alerts: &A, counts: &mut Counts) {
+/// an (event, rule) already queued is left alone). Runs after the events are stored. A write
+/// that still fails after retries fails the slice like a failed event write: the checkpoint
+/// stays, so the next run reads the events again and queues the alert then.
+async fn queue_alerts<A: AlertStore>(
+    items: &[NormalizedEvent],
+    alerts: &A,
+    counts: &mut Counts,
+) -> Result<(), Stop> {
     let now = Utc::now();
     for item in items {
         let Some(time) = parse_time(&item.event_time) else {
@@ -506,12 +509,15 @@ async fn queue_alerts<A: AlertStore>(items: &[NormalizedEvent], alerts: &A, coun
                         continue;
                     }
                     Err(e) => {
-                        counts.alert_errors += 1;
-                        tracing::error!(event_id = %item.event_id, rule = m.rule_id, error = %e, "could not queue an alert");
+                        return Err(Stop::Failed(format!(
+                            "queueing alert {} for {}: {e}",
+                            m.rule_id, item.event_id
+                        )))
                     }
                 }
                 break;
             }
         }
     }
+    Ok(())
 }

@@ -76,11 +76,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
         let notification = Notification {
             subject: alert.subject.clone(),
             body: alert.body.clone(),
-            attributes: vec![
-                ("severity".into(), alert.severity.clone()),
-                ("rule_id".into(), alert.rule_id.clone()),
-                ("event_name".into(), alert.event_name.clone()),
-            ],
+            attributes: alert.message_attributes(),
         };
         match notifier.publish(&notification).await {
             Ok(message_id) => {
