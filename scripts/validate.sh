@@ -4,6 +4,10 @@
 #   - the state machine rendered with sample DefinitionSubstitutions, then
 #     statelint and moto's ASL parser (the interpreter the local stack runs) on it
 #   - the ${...} names used in the ASL match the template's DefinitionSubstitutions
+#   - queries/*.sql: header (name, description, params), one SELECT in the subset Athena (Trino)
+#     and DataFusion share, `?` count = params; and each template AWS::Athena::NamedQuery is a
+#     byte-identical copy of its query (scripts/sync-queries.sh rewrites them)
+#   - the template's Glue table has the columns of docs/parquet-schema.md and both partition layouts
 # Prints one line per check and "validate: OK" at the end; exits non-zero on any failure.
 set -euo pipefail
 
@@ -153,6 +157,8 @@ else
 fi
 
 check "$ASL substitutions match $TEMPLATE DefinitionSubstitutions" substitutions_match
+check "queries/*.sql lint, identical to $TEMPLATE NamedQuery resources" "$PY" scripts/queries.py check
+check "$TEMPLATE Glue table matches docs/parquet-schema.md" "$PY" scripts/queries.py schema
 
 if [[ $failures -gt 0 ]]; then
     echo "validate: FAILED ($failures check(s))"

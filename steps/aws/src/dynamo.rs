@@ -12,7 +12,7 @@ use iamtrail_core::normalize::AttrValue;
 use iamtrail_core::record::{format_time, parse_time};
 use iamtrail_core::NormalizedEvent;
 
-use crate::ports::{ControlStore, EventStore, SourceState, StoreError};
+use crate::ports::{ControlStore, DayPage, EventReader, EventStore, SourceState, StoreError};
 
 /// BatchWriteItem takes at most 25 requests.
 pub const BATCH_SIZE: usize = 25;
@@ -157,6 +157,81 @@ impl EventStore for DynamoEventStore {
     }
 }
 
+/// A normalised event back from its DynamoDB item (the inverse of [`event_item`]).
+pub fn event_from_item(item: &HashMap<String, AttributeValue>) -> Option<NormalizedEvent> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let flag = |k: &str| item.get(k).and_then(|v| v.as_bool().ok()).copied();
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+    };
+    Some(NormalizedEvent {
+        event_date: text("event_date")?,
+        event_id: text("event_id")?,
+        event_time: text("event_time")?,
+        event_name: text("event_name").unwrap_or_default(),
+        event_source: text("event_source").unwrap_or_default(),
+        event_type: text("event_type").unwrap_or_default(),
+        user_name: text("user_name").unwrap_or_default(),
+        user_identity_type: text("user_identity_type"),
+        user_arn: text("user_arn"),
+        principal_id: text("principal_id"),
+        account_id: text("account_id"),
+        access_key_id: text("access_key_id"),
+        session_issuer: text("session_issuer"),
+        session_issuer_arn: text("session_issuer_arn"),
+        invoked_by: text("invoked_by"),
+        mfa_authenticated: flag("mfa_authenticated"),
+        mfa_used: flag("mfa_used"),
+        aws_region: text("aws_region").unwrap_or_default(),
+        source_ip: text("source_ip"),
+        user_agent: text("user_agent"),
+        request_parameters: text("request_parameters"),
+        response_elements: text("response_elements"),
+        additional_event_data: text("additional_event_data"),
+        error_code: text("error_code"),
+        error_message: text("error_message"),
+        read_only: flag("read_only"),
+        recipient_account_id: text("recipient_account_id"),
+        ttl: number("ttl"),
+        truncated_fields: item
+            .get("truncated_fields")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+            .unwrap_or_default(),
+        original_size: number("original_size").map(|n| n as usize),
+        parse_error: text("parse_error"),
+        raw_record: text("raw_record"),
+    })
+}
+
+impl EventReader for DynamoEventStore {
+    async fn day_page(
+        &self,
+        date: chrono::NaiveDate,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<DayPage, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("event_date = :d")
+            .expression_attribute_values(
+                ":d",
+                AttributeValue::S(date.format("%Y-%m-%d").to_string()),
+            )
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:Query (events)", e))?;
+        Ok(DayPage {
+            events: out.items().iter().filter_map(event_from_item).collect(),
+            next: out.last_evaluated_key().filter(|k| !k.is_empty()).cloned(),
+        })
+    }
+}
+
 /// The control table.
 #[derive(Clone)]
 pub struct DynamoControlStore {
@@ -267,6 +342,69 @@ impl ControlStore for DynamoControlStore {
             .await
             .map_err(|e| store_error("dynamodb:UpdateItem (error)", e))?;
         Ok(())
+    }
+
+    async fn last_export(&self) -> Result<Option<chrono::NaiveDate>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("region", s("export#latest"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:GetItem (export)", e))?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("last_exported_date"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|d| iamtrail_core::export::parse_date(d)))
+    }
+
+    async fn record_export(
+        &self,
+        date: chrono::NaiveDate,
+        rows: u64,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let day = date.format("%Y-%m-%d").to_string();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("region", s(format!("export#{day}")))
+            .item("rows", AttributeValue::N(rows.to_string()))
+            .item(
+                "objects",
+                AttributeValue::L(keys.iter().map(|k| s(k.clone())).collect()),
+            )
+            .item("exported_at", s(format_time(now)))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:PutItem (export)", e))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("region", s("export#latest"))
+            .item("last_exported_date", s(&day))
+            .item("exported_at", s(format_time(now)))
+            .condition_expression(
+                "attribute_not_exists(last_exported_date) OR last_exported_date < :d",
+            )
+            .expression_attribute_values(":d", s(&day))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error("dynamodb:PutItem (export latest)", e)),
+        }
     }
 
     async fn put_run(&self, summary: &RunSummary) -> Result<(), StoreError> {

@@ -12,7 +12,9 @@ pub mod ec2;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod limiter;
+pub mod parquet_out;
 pub mod ports;
+pub mod s3;
 pub mod sns;
 pub mod steps;
 pub mod tables;
@@ -79,6 +81,7 @@ pub struct AwsContext {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub sns: aws_sdk_sns::Client,
+    pub s3: aws_sdk_s3::Client,
     pub cloudtrail: CloudTrailSource,
 }
 
@@ -95,9 +98,12 @@ impl AwsContext {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
         let mut ec2 = aws_sdk_ec2::config::Builder::from(sdk);
         let mut sns = aws_sdk_sns::config::Builder::from(sdk);
+        let mut s3 = aws_sdk_s3::config::Builder::from(sdk);
         if let Some(url) = &endpoints.aws {
             dynamodb = dynamodb.endpoint_url(url);
             ec2 = ec2.endpoint_url(url);
+            // Emulators serve buckets by path, not by virtual host.
+            s3 = s3.endpoint_url(url).force_path_style(true);
         }
         if let Some(url) = endpoints.sns.as_ref().or(endpoints.aws.as_ref()) {
             sns = sns.endpoint_url(url);
@@ -106,6 +112,7 @@ impl AwsContext {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
             sns: aws_sdk_sns::Client::from_conf(sns.build()),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
             cloudtrail: CloudTrailSource::new(sdk.clone(), endpoints.cloudtrail.or(endpoints.aws)),
             settings,
         }
@@ -143,6 +150,7 @@ pub enum Step {
     Collect,
     Aggregate,
     EvaluateAlerts,
+    Export,
 }
 
 impl Step {
@@ -162,6 +170,8 @@ impl Step {
             Some(Step::Aggregate)
         } else if name.ends_with("evaluate-alerts") {
             Some(Step::EvaluateAlerts)
+        } else if name.ends_with("export") {
+            Some(Step::Export)
         } else {
             None
         }
@@ -230,9 +240,29 @@ pub async fn run_step(
             .await?;
             to_json(&out)
         }
+        Step::Export => {
+            let input: steps::export::ExportInput = parse(payload, "Export")?;
+            let bucket = ctx
+                .settings
+                .analytics_bucket
+                .clone()
+                .ok_or_else(|| StepError::config("ANALYTICS_BUCKET is not set"))?;
+            let objects = s3::S3Store::new(ctx.s3.clone(), bucket);
+            let out = steps::export::export(
+                input,
+                &ctx.event_store(),
+                &objects,
+                &ctx.control_store(),
+                &ctx.settings,
+                now,
+            )
+            .await?;
+            to_json(&out)
+        }
         Step::Aggregate => {
             let input: AggregateInput = parse(payload, "Aggregate")?;
-            let out = steps::aggregate::aggregate(input, &ctx.control_store(), now).await?;
+            let out = steps::aggregate::aggregate(input, &ctx.control_store(), &ctx.settings, now)
+                .await?;
             to_json(&out)
         }
     }

@@ -106,6 +106,48 @@ pub trait ControlStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a run record (`run#<id>`) and points `run#latest` at it.
     fn put_run(&self, summary: &RunSummary) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The newest date exported by the scheduled export (`export#latest`).
+    fn last_export(
+        &self,
+    ) -> impl Future<Output = Result<Option<chrono::NaiveDate>, StoreError>> + Send;
+    /// Records a date's export (`export#YYYY-MM-DD`) and moves `export#latest` forward.
+    fn record_export(
+        &self,
+        date: chrono::NaiveDate,
+        rows: u64,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The events table, read one day partition at a time (Query on `event_date`, never a Scan).
+pub trait EventReader: Send + Sync {
+    /// One page of a day's events, and the key to continue from.
+    fn day_page(
+        &self,
+        date: chrono::NaiveDate,
+        start: Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    ) -> impl Future<Output = Result<DayPage, StoreError>> + Send;
+}
+
+/// A page of one day's events.
+pub struct DayPage {
+    pub events: Vec<NormalizedEvent>,
+    pub next: Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+}
+
+/// The analytics bucket.
+pub trait ObjectStore: Send + Sync {
+    /// Every key under a prefix.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Deletes keys.
+    fn delete(&self, keys: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Uploads a local file.
+    fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// EC2 DescribeRegions.

@@ -96,6 +96,18 @@ impl ControlStore for MemoryControl {
     async fn put_run(&self, _: &RunSummary) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn last_export(&self) -> Result<Option<chrono::NaiveDate>, StoreError> {
+        Ok(None)
+    }
+    async fn record_export(
+        &self,
+        _: chrono::NaiveDate,
+        _: u64,
+        _: &[String],
+        _: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// CloudTrail event times are whole seconds.

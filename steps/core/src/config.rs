@@ -52,6 +52,12 @@ pub struct Settings {
     pub alerts_topic_arn: Option<String>,
     /// `ALERTS_PER_RUN`: most alerts one EvaluateAlerts invocation delivers.
     pub alerts_per_run: usize,
+    /// `ANALYTICS_BUCKET`: where the Parquet export goes.
+    pub analytics_bucket: Option<String>,
+    /// `PARTITION_BY_REGION`: add a `region=` level to the export layout.
+    pub partition_by_region: bool,
+    /// `EXPORT_COMPRESSION`: `snappy` (default) or `zstd`.
+    pub export_compression: String,
 }
 
 /// CloudTrail keeps 90 days of event history.
@@ -182,6 +188,19 @@ impl Settings {
             alerts_enabled: flag("ALERTS_ENABLED", true)?,
             alerts_topic_arn: get("ALERTS_TOPIC_ARN"),
             alerts_per_run: number("ALERTS_PER_RUN", 200, 1, 5000)? as usize,
+            analytics_bucket: get("ANALYTICS_BUCKET"),
+            partition_by_region: flag("PARTITION_BY_REGION", false)?,
+            export_compression: match get("EXPORT_COMPRESSION").map(|v| v.to_ascii_lowercase()) {
+                None => "snappy".to_string(),
+                Some(v) if v == "snappy" || v == "zstd" => v,
+                Some(v) => {
+                    return Err(ConfigError {
+                        name: "EXPORT_COMPRESSION",
+                        value: v,
+                        reason: "expected snappy or zstd".into(),
+                    })
+                }
+            },
         })
     }
 

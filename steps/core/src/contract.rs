@@ -16,6 +16,8 @@ pub enum Mode {
     Incremental,
     /// A given range, without moving checkpoints backwards.
     Backfill,
+    /// Only the export, of the given dates.
+    Export,
 }
 
 /// The execution input: `{}` for a scheduled run, or a backfill request.
@@ -37,6 +39,9 @@ pub struct ExecutionInput {
     /// Only these sources (`iam`, `sts`, `signin`, `sso`).
     #[serde(default)]
     pub sources: Option<Vec<String>>,
+    /// With mode `export`: the dates (`YYYY-MM-DD`) to export again.
+    #[serde(default)]
+    pub dates: Option<Vec<String>>,
 }
 
 /// ListTargets' payload, as the state machine sends it.
@@ -59,6 +64,9 @@ pub struct ListTargetsOutput {
     pub enabled_regions: Vec<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Mode `export`: the dates to export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_dates: Vec<String>,
 }
 
 /// One Map item: a region and the sources to read there, in turn (they share the region's
@@ -216,4 +224,10 @@ pub struct RunSummary {
     /// Collect invocations (more than one per item when the time budget was hit).
     pub collect_invocations: u64,
     pub finished_at: String,
+    /// Whether dates are due for export (the workflow's Choice reads it).
+    #[serde(default)]
+    pub export_due: bool,
+    /// The dates due for export (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_dates: Vec<String>,
 }

@@ -7,6 +7,7 @@
 pub mod alert_text;
 pub mod config;
 pub mod contract;
+pub mod export;
 pub mod filter;
 pub mod normalize;
 pub mod outbox;

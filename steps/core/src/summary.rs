@@ -81,6 +81,8 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
         errors,
         collect_invocations: invocations,
         finished_at: format_time(now),
+        export_due: false,
+        export_dates: Vec::new(),
     }
 }
 

@@ -131,6 +131,8 @@ pub fn advance_checkpoint(
             (slice.start <= cp + Duration::seconds(1) && slice.end > cp).then_some(slice.end)
         }
         (Mode::Backfill, None) => None,
+        // An export-only run reads no CloudTrail.
+        (Mode::Export, _) => None,
     }
 }
 

@@ -100,6 +100,7 @@ pub fn local_settings(stack: &str, overrides: &HashMap<String, String>) -> Resul
     values.insert("CONTROL_TABLE".into(), format!("{stack}-control"));
     values.insert("ALERTS_TABLE".into(), format!("{stack}-alerts"));
     values.insert("ALERTS_TOPIC_ARN".into(), topic_arn(stack));
+    values.insert("ANALYTICS_BUCKET".into(), analytics_bucket(stack));
     values.insert("COLLECT_TIME_BUDGET_SECONDS".into(), "600".into());
     let from_env = |k: &str| std::env::var(k).ok();
     let settings = Settings::from_lookup(|k| {
@@ -109,7 +110,7 @@ pub fn local_settings(stack: &str, overrides: &HashMap<String, String>) -> Resul
             .or_else(|| {
                 // The stack's own resources never come from the shell: a real topic ARN
                 // exported for `iamtrail test-alert` must not leak into the local stack.
-                if k.ends_with("_TABLE") || k == "ALERTS_TOPIC_ARN" {
+                if k.ends_with("_TABLE") || k == "ALERTS_TOPIC_ARN" || k == "ANALYTICS_BUCKET" {
                     None
                 } else {
                     from_env(k)
@@ -138,6 +139,11 @@ pub fn render_asl(text: &str, substitutions: &[(&str, String)]) -> Result<String
 /// An SDK error with its full context (service code, message, request id) as an `anyhow`.
 pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
     anyhow::anyhow!(aws_sdk_sfn::error::DisplayErrorContext(e).to_string())
+}
+
+/// The local analytics bucket (as the template names it, with moto's account).
+pub fn analytics_bucket(stack: &str) -> String {
+    format!("{stack}-analytics-{LOCAL_ACCOUNT}")
 }
 
 /// The local alerts topic's ARN (moto's ARNs are deterministic).
@@ -201,6 +207,7 @@ impl LocalStack {
             ("collect", Step::Collect),
             ("aggregate", Step::Aggregate),
             ("evaluate-alerts", Step::EvaluateAlerts),
+            ("export", Step::Export),
         ] {
             let cell = cell.clone();
             let failing = options.fail_collect_regions.clone();
@@ -387,6 +394,14 @@ impl LocalStack {
         }
         let stack = &self.options.stack_name;
         self.create_topic().await?;
+        self.context
+            .s3
+            .create_bucket()
+            .bucket(analytics_bucket(stack))
+            .send()
+            .await
+            .map_err(sdk_error)
+            .context("creating the analytics bucket")?;
         let asl_path = self.options.repo_root.join("statemachine/tracker.asl.json");
         let text = std::fs::read_to_string(&asl_path)
             .with_context(|| format!("reading {}", asl_path.display()))?;
@@ -403,6 +418,7 @@ impl LocalStack {
                     "EvaluateAlertsFunctionArn",
                     function_arn(stack, "evaluate-alerts"),
                 ),
+                ("ExportFunctionArn", function_arn(stack, "export")),
                 (
                     "MapMaxConcurrency",
                     self.options.map_max_concurrency.to_string(),

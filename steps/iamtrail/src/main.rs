@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use iamtrail::demo::{bundled_dataset, dataset_emulator, run_demo, DemoOptions};
 use iamtrail::local::{find_repo_root, LocalOptions, LocalStack};
 
+mod query_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "iamtrail",
@@ -26,6 +28,9 @@ enum Command {
     Local(LocalCommand),
     /// Publish a clearly marked test alert to a deployed stack's alerts topic.
     TestAlert(TestAlertArgs),
+    /// Analytics queries (queries/*.sql) on Athena or on an exported Parquet tree.
+    #[command(subcommand)]
+    Query(query_cmd::QueryCommand),
 }
 
 #[derive(Subcommand)]
@@ -154,6 +159,7 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Query(command) => query_cmd::run(command).await,
         Command::Local(LocalCommand::Demo(args)) => {
             let input: serde_json::Value =
                 serde_json::from_str(&args.input).context("--input is not valid JSON")?;

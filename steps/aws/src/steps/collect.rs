@@ -171,6 +171,11 @@ where
     if progress.window_start.is_empty() {
         let window = match item.mode {
             Mode::Incremental => incremental_window(checkpoint, now, deps.settings),
+            Mode::Export => {
+                return Err(Stop::Failed(
+                    "an export-only run has no Collect items".into(),
+                ))
+            }
             Mode::Backfill => {
                 let start = parse_item_time(&item.start, "start")
                     .map_err(|e| Stop::Failed(e.to_string()))?;

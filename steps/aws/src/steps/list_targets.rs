@@ -32,7 +32,52 @@ pub async fn list_targets<R: RegionLister>(
         Mode::Incremental
     });
     let mut warnings = Vec::new();
+    if request.dates.is_some() && mode != Mode::Export {
+        return Err(StepError::invalid_input(
+            "dates are only allowed with mode \"export\"",
+        ));
+    }
     let (start, end) = match mode {
+        Mode::Export => {
+            if has_range || request.regions.is_some() || request.sources.is_some() {
+                return Err(StepError::invalid_input(
+                    "mode \"export\" takes only \"dates\"",
+                ));
+            }
+            let dates = request.dates.clone().unwrap_or_default();
+            if dates.is_empty() {
+                return Err(StepError::invalid_input(
+                    "mode \"export\" needs \"dates\": [\"YYYY-MM-DD\", ...]",
+                ));
+            }
+            let mut parsed = Vec::new();
+            for d in &dates {
+                let date = iamtrail_core::export::parse_date(d).ok_or_else(|| {
+                    StepError::invalid_input(format!("date {d:?} is not YYYY-MM-DD"))
+                })?;
+                if date > now.date_naive() {
+                    return Err(StepError::invalid_input(format!(
+                        "date {d} is in the future"
+                    )));
+                }
+                parsed.push(date.format("%Y-%m-%d").to_string());
+            }
+            parsed.sort();
+            parsed.dedup();
+            let run_id = input
+                .execution
+                .clone()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| format!("manual-{}", now.format("%Y%m%dT%H%M%SZ")));
+            return Ok(ListTargetsOutput {
+                run_id,
+                mode,
+                items: Vec::new(),
+                enabled_regions: Vec::new(),
+                warnings,
+                export_dates: parsed,
+            });
+        }
         Mode::Incremental if has_range => {
             return Err(StepError::invalid_input(
                 "start/end are only allowed with mode \"backfill\"",
@@ -118,5 +163,6 @@ pub async fn list_targets<R: RegionLister>(
         items,
         enabled_regions: enabled,
         warnings,
+        export_dates: Vec::new(),
     })
 }

@@ -4,4 +4,5 @@
 pub mod aggregate;
 pub mod collect;
 pub mod evaluate_alerts;
+pub mod export;
 pub mod list_targets;

@@ -1,0 +1,18 @@
+-- name: sso_activity_summary
+-- description: IAM Identity Center usage by event name: events, users, source IPs, changes, errors, first and last seen.
+-- params: since:timestamp
+SELECT
+    event_name,
+    count(*) AS events,
+    count(DISTINCT user_name) AS users,
+    count(DISTINCT source_ip) AS source_ips,
+    sum(CASE WHEN read_only = false THEN 1 ELSE 0 END) AS changes,
+    sum(CASE WHEN error_code IS NOT NULL THEN 1 ELSE 0 END) AS errors,
+    min(event_time) AS first_seen,
+    max(event_time) AS last_seen
+FROM iam_events
+WHERE event_time >= ?
+  AND event_type = 'sso'
+GROUP BY event_name
+ORDER BY events DESC, event_name
+LIMIT 100

@@ -1,0 +1,16 @@
+-- name: user_lookup
+-- description: Timeline of one user's (or role's) identity activity, newest first; match is case-insensitive on user_name.
+-- params: since:timestamp, user:string
+SELECT
+    event_time,
+    event_name,
+    event_type,
+    aws_region,
+    source_ip,
+    user_identity_type,
+    error_code
+FROM iam_events
+WHERE event_time >= ?
+  AND lower(user_name) = lower(?)
+ORDER BY event_time DESC, event_id
+LIMIT 100

@@ -1,0 +1,247 @@
+//! The local engine: DataFusion over the exported Parquet tree.
+//!
+//! The export writes `iam-events/year=YYYY/month=M/day=D[/region=R]/events_*.parquet`
+//! (`docs/parquet-schema.md`). [`LocalEngine::new`] registers that tree as the table
+//! `iam_events`, a hive-partitioned listing table with partition columns `year`, `month`,
+//! `day` (Int32) and, when the tree has a `region=` level, `region` (Utf8), exactly the
+//! columns Athena's partition projection exposes. The file schema is read from the files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::Array;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::catalog::QueryFile;
+use crate::params::{to_dollar_placeholders, Bindings, ParamValue};
+use crate::{ColumnType, Error, QueryResult, Result, TABLE_NAME};
+
+/// The export's prefix under the bucket.
+pub const EXPORT_PREFIX: &str = "iam-events";
+
+/// How timestamps are printed (the same as Athena's result text).
+const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
+
+/// A DataFusion session with `iam_events` registered.
+pub struct LocalEngine {
+    ctx: SessionContext,
+    table_dir: PathBuf,
+    partitioned_by_region: bool,
+    files: usize,
+}
+
+impl std::fmt::Debug for LocalEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEngine")
+            .field("table_dir", &self.table_dir)
+            .field("partitioned_by_region", &self.partitioned_by_region)
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+/// What [`scan_layout`] found under the table directory.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Layout {
+    /// Files at `year=/month=/day=/*.parquet`.
+    without_region: usize,
+    /// Files at `year=/month=/day=/region=/*.parquet`.
+    with_region: usize,
+}
+
+fn scan_layout(dir: &Path) -> Result<Layout> {
+    fn walk(dir: &Path, depth: usize, layout: &mut Layout) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+            context: format!("cannot read {}", dir.display()),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                let expected = ["year=", "month=", "day=", "region="];
+                if depth < expected.len() && name.starts_with(expected[depth]) {
+                    walk(&path, depth + 1, layout)?;
+                }
+            } else if name.ends_with(".parquet") {
+                match depth {
+                    3 => layout.without_region += 1,
+                    4 => layout.with_region += 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut layout = Layout::default();
+    walk(dir, 0, &mut layout)?;
+    Ok(layout)
+}
+
+impl LocalEngine {
+    /// Registers the Parquet tree at `dir`: either the bucket root that contains `iam-events/`
+    /// or the `iam-events/` directory itself.
+    pub async fn new(dir: impl AsRef<Path>) -> Result<LocalEngine> {
+        let dir = dir.as_ref();
+        let no_data = || {
+            Error::NoData(format!(
+                "no exported Parquet under {}; run an export first (expected \
+                 {EXPORT_PREFIX}/year=YYYY/month=M/day=D[/region=R]/*.parquet)",
+                dir.display()
+            ))
+        };
+        if !dir.is_dir() {
+            return Err(no_data());
+        }
+        let table_dir = if dir.join(EXPORT_PREFIX).is_dir() {
+            dir.join(EXPORT_PREFIX)
+        } else {
+            dir.to_path_buf()
+        };
+        let table_dir = table_dir.canonicalize().map_err(|source| Error::Io {
+            context: format!("cannot resolve {}", table_dir.display()),
+            source,
+        })?;
+        let layout = scan_layout(&table_dir)?;
+        let partitioned_by_region = match (layout.without_region, layout.with_region) {
+            (0, 0) => return Err(no_data()),
+            (_, 0) => false,
+            (0, _) => true,
+            (a, b) => {
+                return Err(Error::NoData(format!(
+                    "{} mixes two layouts: {a} file(s) at year=/month=/day=/ and {b} under a \
+                     region=/ level (PARTITION_BY_REGION changed?); re-export or point --data at \
+                     a tree with one layout",
+                    table_dir.display()
+                )))
+            }
+        };
+        let mut partition_cols = vec![
+            ("year".to_string(), DataType::Int32),
+            ("month".to_string(), DataType::Int32),
+            ("day".to_string(), DataType::Int32),
+        ];
+        if partitioned_by_region {
+            partition_cols.push(("region".to_string(), DataType::Utf8));
+        }
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(partition_cols);
+        let config = SessionConfig::new().with_information_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        let url = format!("{}/", table_dir.display());
+        ctx.register_listing_table(TABLE_NAME, &url, options, None, None)
+            .await
+            .map_err(|e| {
+                Error::Local(format!(
+                    "cannot register {} as {TABLE_NAME}: {e}",
+                    table_dir.display()
+                ))
+            })?;
+        Ok(LocalEngine {
+            ctx,
+            table_dir,
+            partitioned_by_region,
+            files: layout.without_region + layout.with_region,
+        })
+    }
+
+    /// The `iam-events/` directory registered as `iam_events`.
+    pub fn table_dir(&self) -> &Path {
+        &self.table_dir
+    }
+
+    /// Whether the tree has a `region=` level (and the table a `region` column).
+    pub fn partitioned_by_region(&self) -> bool {
+        self.partitioned_by_region
+    }
+
+    /// How many Parquet files the table covers.
+    pub fn file_count(&self) -> usize {
+        self.files
+    }
+
+    /// The DataFusion session (for ad-hoc use).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs a catalog query with its bindings.
+    pub async fn run(&self, query: &QueryFile, bindings: &Bindings) -> Result<QueryResult> {
+        self.run_sql(&query.sql, bindings.positional())
+            .await
+            .map_err(|e| match e {
+                Error::Local(m) => Error::Local(format!(
+                    "query {} ({}) on the local engine: {m}",
+                    query.name,
+                    query.path.display()
+                )),
+                other => other,
+            })
+    }
+
+    /// Runs SQL with positional `?` placeholders: they become `$1..$n` and `values` are bound
+    /// to them (never spliced into the text).
+    pub async fn run_sql(&self, sql: &str, values: &[ParamValue]) -> Result<QueryResult> {
+        let started = Instant::now();
+        let sql = to_dollar_placeholders(sql);
+        let scalars: Vec<_> = values.iter().map(ParamValue::to_scalar).collect();
+        let df = self
+            .ctx
+            .sql(&sql)
+            .await
+            .map_err(|e| Error::Local(e.to_string()))?
+            .with_param_values(scalars)
+            .map_err(|e| Error::Local(format!("binding parameters: {e}")))?;
+        let fields: Vec<(String, ColumnType)> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), ColumnType::from_arrow(f.data_type())))
+            .collect();
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| Error::Local(e.to_string()))?;
+        let options = FormatOptions::new()
+            .with_timestamp_format(Some(TIMESTAMP_FORMAT))
+            .with_datetime_format(Some(TIMESTAMP_FORMAT));
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Local(format!("formatting results: {e}")))?;
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    batch
+                        .columns()
+                        .iter()
+                        .zip(&formatters)
+                        .map(|(col, f)| {
+                            (!col.is_null(row)).then(|| f.value(row).to_string())
+                        })
+                        .collect(),
+                );
+            }
+        }
+        let (columns, column_types) = fields.into_iter().unzip();
+        Ok(QueryResult {
+            columns,
+            column_types,
+            rows,
+            bytes_scanned: None,
+            cost_usd: None,
+            engine_time: None,
+            execution_id: None,
+            elapsed: started.elapsed(),
+        })
+    }
+}

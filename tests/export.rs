@@ -1,0 +1,195 @@
+//! The daily export: Parquet written by the Export step, read back by an independent reader
+//! (pyarrow, from PyPI, in the project venv), equals the events table; re-exporting a date
+//! leaves exactly one copy of each row.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use iamtrail::demo::dataset_emulator;
+use iamtrail::local::LocalStack;
+use iamtrail_e2e::*;
+use serde_json::{json, Value};
+
+/// Every object under a prefix of the analytics bucket.
+async fn objects(stack: &LocalStack, prefix: &str) -> Vec<String> {
+    let out = stack
+        .context
+        .s3
+        .list_objects_v2()
+        .bucket(stack.settings().analytics_bucket.clone().unwrap())
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list objects");
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect()
+}
+
+/// Downloads an object and reads it with pyarrow, row by row, as JSON.
+async fn read_with_pyarrow(stack: &LocalStack, key: &str, dir: &Path) -> Vec<Value> {
+    let body = stack
+        .context
+        .s3
+        .get_object()
+        .bucket(stack.settings().analytics_bucket.clone().unwrap())
+        .key(key)
+        .send()
+        .await
+        .expect("get object")
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let path = dir.join(key.replace('/', "_"));
+    std::fs::write(&path, &body).unwrap();
+    let python = repo_root().join(".venv/bin/python");
+    let script = "import json, sys, pyarrow.parquet as pq\n\
+                  t = pq.read_table(sys.argv[1])\n\
+                  rows = t.to_pylist()\n\
+                  for r in rows:\n    r['event_time'] = r['event_time'].strftime('%Y-%m-%dT%H:%M:%SZ')\n\
+                  print(json.dumps({'schema': [f.name + ':' + str(f.type) for f in t.schema], 'rows': rows}))";
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("run pyarrow");
+    assert!(
+        out.status.success(),
+        "pyarrow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema: Vec<&str> = doc["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(schema.contains(&"event_time:timestamp[ms]"), "{schema:?}");
+    assert!(schema.contains(&"mfa_used:bool"), "{schema:?}");
+    doc["rows"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn export_matches_the_events_table_and_reexport_keeps_one_copy() {
+    let mut options = options("export");
+    options.dataset = Some(dataset_dir());
+    options.emulator = dataset_emulator(Some(24), None);
+    let stack = start(options).await;
+    let dir = std::env::temp_dir().join(format!("iamtrail-export-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The scheduled run collects, alerts, and exports the days that are due.
+    let (result, summary) = run_ok(&stack, "export-1", json!({})).await;
+    let export = &result.output.as_ref().unwrap()["export"];
+    println!("export: {export}; due {:?}", summary.export_dates);
+    assert!(summary.export_due);
+    let items = scan_all(&stack.dynamodb(), &stack.settings().events_table).await;
+    let dataset_days: std::collections::BTreeSet<String> = items
+        .iter()
+        .map(|i| attr(i, "event_date").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        export["rows"].as_u64(),
+        Some(items.len() as u64),
+        "every stored event exported once"
+    );
+
+    // Read every file back with pyarrow and compare with DynamoDB, value by value.
+    let keys = objects(&stack, "iam-events/").await;
+    assert_eq!(
+        keys.len(),
+        dataset_days.len(),
+        "one file per day with events: {keys:?}"
+    );
+    let mut rows: BTreeMap<String, Value> = BTreeMap::new();
+    for key in &keys {
+        assert!(
+            key.starts_with("iam-events/year=")
+                && key.contains("/month=")
+                && key.ends_with(".parquet"),
+            "{key}"
+        );
+        for row in read_with_pyarrow(&stack, key, &dir).await {
+            let id = row["event_id"].as_str().unwrap().to_string();
+            assert!(rows.insert(id, row).is_none(), "a row appears twice");
+        }
+    }
+    assert_eq!(rows.len(), items.len());
+    for item in &items {
+        let row = &rows[attr(item, "event_id").unwrap()];
+        for column in [
+            "event_time",
+            "event_date",
+            "event_name",
+            "event_source",
+            "event_type",
+            "user_name",
+            "aws_region",
+            "source_ip",
+            "user_agent",
+            "request_parameters",
+            "error_code",
+            "user_arn",
+            "account_id",
+        ] {
+            assert_eq!(
+                row[column].as_str(),
+                attr(item, column),
+                "{column} of {}",
+                attr(item, "event_id").unwrap()
+            );
+        }
+        let flag = |name: &str| item.get(name).and_then(|v| v.as_bool().ok()).copied();
+        assert_eq!(row["read_only"].as_bool(), flag("read_only"));
+        assert_eq!(row["mfa_used"].as_bool(), flag("mfa_used"));
+        assert_eq!(row["truncated"].as_bool(), Some(false));
+    }
+
+    // Re-export the dataset's day twice on demand: still exactly one copy of each row.
+    let day = dataset_days.iter().next_back().unwrap().clone();
+    for n in 1..=2 {
+        let again = stack
+            .run_execution(
+                &format!("reexport-{n}"),
+                &json!({"mode": "export", "dates": [day]}),
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            again.status, "SUCCEEDED",
+            "{:?} {:?}",
+            again.error, again.cause
+        );
+        let export = &again.output.as_ref().unwrap()["export"];
+        assert_eq!(export["dates"], json!([day]));
+        println!("re-export {n}: {export}");
+    }
+    let (y, m, d) = (
+        &day[0..4],
+        day[5..7].trim_start_matches('0'),
+        day[8..10].trim_start_matches('0'),
+    );
+    let day_keys = objects(&stack, &format!("iam-events/year={y}/month={m}/day={d}/")).await;
+    assert_eq!(day_keys.len(), 1, "{day_keys:?}");
+    let reread = read_with_pyarrow(&stack, &day_keys[0], &dir).await;
+    let unique: std::collections::BTreeSet<&str> = reread
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(unique.len(), reread.len(), "no duplicate rows");
+    assert_eq!(
+        reread.len(),
+        items
+            .iter()
+            .filter(|i| attr(i, "event_date") == Some(day.as_str()))
+            .count()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    stack.stop().await;
+}
