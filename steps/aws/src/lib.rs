@@ -12,7 +12,6 @@ pub mod ec2;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod limiter;
-pub mod parquet_out;
 pub mod ports;
 pub mod s3;
 pub mod sns;

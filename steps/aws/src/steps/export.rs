@@ -14,9 +14,9 @@ use iamtrail_core::export::{date_prefix, object_key, parse_date};
 use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
 
-use crate::parquet_out::{compression, ParquetSink};
 use crate::ports::{ControlStore, EventReader, ObjectStore};
 use crate::StepError;
+use iamtrail_parquet::{compression, ParquetSink};
 
 /// Export's payload: the workflow passes its whole state, which carries `export_dates` (from
 /// Aggregate on the scheduled path, or from ListTargets with mode `export`).

@@ -1,4 +1,4 @@
-//! Events to Parquet: Arrow record batches built from normalised events, streamed into a
+//! Events to Parquet (the analytics export's writer): Arrow record batches built from normalised events, streamed into a
 //! Parquet file in bounded row groups, so memory stays flat however large a day grows. The
 //! schema is docs/parquet-schema.md.
 
