@@ -143,6 +143,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
     println!("State machine: {machine}\n");
 
     let mut last: Option<RunSummary> = None;
+    let mut last_export: Option<Value> = None;
     for run in 1..=options.runs.max(1) {
         let name = format!("demo-{}-{run}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
         let bar = spinner();
@@ -180,6 +181,9 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
             .and_then(|o| o.get("alerts"))
             .cloned()
             .unwrap_or(Value::Null);
+        if let Some(export) = result.output.as_ref().and_then(|o| o.get("export")) {
+            last_export = Some(export.clone());
+        }
         let received = stack.received_alerts().await?;
         println!(
             "Alerts: {} queued by Collect, {} sent by EvaluateAlerts, {} failed; {} received by the mailbox subscription.",
@@ -248,7 +252,98 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
             );
         }
     }
+    if let Some(export) = last_export {
+        println!(
+            "\nExport: {} day(s) checked, {} file(s), {} rows written to s3://{}/iam-events/",
+            export
+                .get("dates")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            export.get("files").and_then(Value::as_u64).unwrap_or(0),
+            export.get("rows").and_then(Value::as_u64).unwrap_or(0),
+            settings.analytics_bucket.as_deref().unwrap_or("")
+        );
+        let dir = std::env::temp_dir().join(format!("iamtrail-demo-export-{}", std::process::id()));
+        let files = download_export(&stack, &dir).await?;
+        if files > 0 {
+            println!(
+                "Downloaded {files} Parquet file(s) to {}; querying them with the local engine:",
+                dir.display()
+            );
+            print_queries(&dir, &["daily_summary", "role_assumptions", "active_users"]).await?;
+            println!(
+                "\nMore: iamtrail query list; iamtrail query run NAME --engine local --data {}",
+                dir.display()
+            );
+        }
+    }
     stack.stop().await;
+    Ok(())
+}
+
+/// Downloads every exported object of the local analytics bucket into `dir` (keeping the
+/// `iam-events/year=/month=/day=` layout), for the local query engine. Returns the file count.
+pub async fn download_export(stack: &LocalStack, dir: &std::path::Path) -> Result<usize> {
+    let bucket = stack
+        .settings()
+        .analytics_bucket
+        .clone()
+        .context("no analytics bucket")?;
+    let s3 = &stack.context.s3;
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("iam-events/")
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    let mut count = 0;
+    for object in listed.contents() {
+        let Some(key) = object.key() else { continue };
+        // Keys are ours, but never let one climb out of the target directory.
+        anyhow::ensure!(
+            !key.split('/').any(|p| p == ".." || p.is_empty()),
+            "unexpected object key {key:?}"
+        );
+        let body = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let bytes = body
+            .body
+            .collect()
+            .await
+            .context("reading an exported object")?
+            .into_bytes();
+        let path = dir.join(key);
+        std::fs::create_dir_all(path.parent().expect("a key has a parent"))?;
+        std::fs::write(&path, &bytes)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Runs a few of the pre-built queries on the local engine over the exported Parquet and prints
+/// them, as `iamtrail query run NAME --engine local --data DIR` would.
+pub async fn print_queries(dir: &std::path::Path, names: &[&str]) -> Result<()> {
+    let repo = crate::local::find_repo_root()?;
+    let queries = iamtrail_query::catalog::load_dir(repo.join("queries"))?;
+    let engine = iamtrail_query::local::LocalEngine::new(dir).await?;
+    for name in names {
+        let query = iamtrail_query::catalog::find(&queries, name)?;
+        let bindings =
+            iamtrail_query::params::Bindings::from_args(query, Some(7), &[], chrono::Utc::now())?;
+        let result = engine.run(query, &bindings).await?;
+        println!(
+            "\nQuery {name}: {} ({} rows)",
+            query.description,
+            result.rows.len()
+        );
+        println!("{}", iamtrail_query::output::render_table(&result, 60));
+    }
     Ok(())
 }
 

@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use aws_sdk_athena::error::DisplayErrorContext;
+use aws_sdk_athena::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 
 use crate::catalog::QueryFile;
@@ -173,11 +173,22 @@ pub struct AthenaEngine {
     page_size: i32,
 }
 
-fn sdk_error<E>(what: &str, e: E) -> Error
+/// An SDK error as one line: `Code: message` for a service error (what Athena said), the
+/// whole source chain otherwise (connection refused, no credentials, timeouts).
+fn sdk_error<E, R>(what: &str, e: SdkError<E, R>) -> Error
 where
-    E: std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
 {
-    Error::Athena(format!("{what}: {}", DisplayErrorContext(&e)))
+    let detail = match e.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("error"),
+            service.message().unwrap_or("(no message)")
+        ),
+        None => DisplayErrorContext(&e).to_string(),
+    };
+    Error::Athena(format!("{what}: {detail}"))
 }
 
 impl AthenaEngine {

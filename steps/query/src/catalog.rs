@@ -113,7 +113,8 @@ impl QueryFile {
                 return Err(err(format!("the header has two `-- {key}:` lines")));
             }
         }
-        let header_help = "each query file starts with `-- name: NAME`, `-- description: TEXT` and \
+        let header_help =
+            "each query file starts with `-- name: NAME`, `-- description: TEXT` and \
                            `-- params: since:timestamp[, NAME:string|timestamp ...]` lines";
         let name = name.ok_or_else(|| err(format!("missing `-- name:` ({header_help})")))?;
         let description = description
@@ -198,15 +199,11 @@ fn parse_params(value: &str) -> std::result::Result<Vec<Param>, String> {
         .split(',')
         .map(|item| {
             let item = item.trim();
-            let (name, kind) = item
-                .split_once(':')
-                .ok_or_else(|| format!("{item:?} is not NAME:KIND (KIND is timestamp or string)"))?;
+            let (name, kind) = item.split_once(':').ok_or_else(|| {
+                format!("{item:?} is not NAME:KIND (KIND is timestamp or string)")
+            })?;
             let name = name.trim();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("{name:?} is not a valid parameter name"));
             }
             let kind = match kind.trim().to_ascii_lowercase().as_str() {

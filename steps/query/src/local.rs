@@ -225,9 +225,7 @@ impl LocalEngine {
                         .columns()
                         .iter()
                         .zip(&formatters)
-                        .map(|(col, f)| {
-                            (!col.is_null(row)).then(|| f.value(row).to_string())
-                        })
+                        .map(|(col, f)| (!col.is_null(row)).then(|| f.value(row).to_string()))
                         .collect(),
                 );
             }

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
 use iamtrail_core::alert_text::escape_data;
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::{ColumnType, QueryResult};
 
@@ -118,29 +118,35 @@ fn json_value(cell: Option<&str>, kind: ColumnType) -> Value {
     typed.unwrap_or_else(|| Value::String(text.to_string()))
 }
 
-/// The rows as a JSON array of objects (`{"column": value, ...}`, columns in order); numbers
-/// and booleans typed from the column kinds, NULL as `null`, everything else a string.
+/// The rows as a JSON array of objects (`{"column": value, ...}`, keys in column order);
+/// numbers and booleans typed from the column kinds, NULL as `null`, everything else a
+/// string. Pretty-printed, one key per line.
 pub fn render_json(result: &QueryResult) -> String {
-    let rows: Vec<Value> = result
-        .rows
-        .iter()
-        .map(|row| {
-            let mut object = Map::new();
-            for (i, name) in result.columns.iter().enumerate() {
-                let kind = result
-                    .column_types
-                    .get(i)
-                    .copied()
-                    .unwrap_or(ColumnType::Text);
-                object.insert(
-                    name.clone(),
-                    json_value(row.get(i).and_then(|c| c.as_deref()), kind),
-                );
-            }
-            Value::Object(object)
-        })
-        .collect();
-    serde_json::to_string_pretty(&Value::Array(rows)).unwrap_or_else(|_| "[]".into())
+    // Written by hand rather than through serde_json::Map, which would sort the keys.
+    let quote = |s: &str| Value::String(s.to_string()).to_string();
+    let mut out = String::from("[");
+    for (r, row) in result.rows.iter().enumerate() {
+        out.push_str(if r == 0 { "\n  {" } else { ",\n  {" });
+        for (i, name) in result.columns.iter().enumerate() {
+            let kind = result
+                .column_types
+                .get(i)
+                .copied()
+                .unwrap_or(ColumnType::Text);
+            let value = json_value(row.get(i).and_then(|c| c.as_deref()), kind);
+            out.push_str(if i == 0 { "\n    " } else { ",\n    " });
+            out.push_str(&quote(name));
+            out.push_str(": ");
+            out.push_str(&value.to_string());
+        }
+        out.push_str(if result.columns.is_empty() {
+            "}"
+        } else {
+            "\n  }"
+        });
+    }
+    out.push_str(if result.rows.is_empty() { "]" } else { "\n]" });
+    out
 }
 
 /// One CSV field: formula-looking text neutralised with a leading `'`, then quoted when it
@@ -215,9 +221,17 @@ mod tests {
             columns: vec!["user_name".into(), "events".into(), "ok".into()],
             column_types: vec![ColumnType::Text, ColumnType::Integer, ColumnType::Boolean],
             rows: vec![
-                vec![Some("=HYPERLINK(\"x\")".into()), Some("-5".into()), Some("true".into())],
+                vec![
+                    Some("=HYPERLINK(\"x\")".into()),
+                    Some("-5".into()),
+                    Some("true".into()),
+                ],
                 vec![Some("a,b\nc".into()), None, None],
-                vec![Some("\u{1b}[31mred".into()), Some("12".into()), Some("false".into())],
+                vec![
+                    Some("\u{1b}[31mred".into()),
+                    Some("12".into()),
+                    Some("false".into()),
+                ],
             ],
             bytes_scanned: None,
             cost_usd: None,
@@ -243,7 +257,12 @@ mod tests {
 
     #[test]
     fn json_types_values() {
-        let v: Value = serde_json::from_str(&render_json(&result())).unwrap();
+        let text = render_json(&result());
+        assert!(
+            text.starts_with("[\n  {\n    \"user_name\": \"=HYPERLINK(\\\"x\\\")\",\n    \"events\": -5,\n    \"ok\": true\n  },"),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v,
             serde_json::json!([
@@ -252,6 +271,13 @@ mod tests {
                 {"user_name": "\u{1b}[31mred", "events": 12, "ok": false},
             ])
         );
+    }
+
+    #[test]
+    fn json_of_nothing_is_an_empty_array() {
+        let mut r = result();
+        r.rows.clear();
+        assert_eq!(render_json(&r), "[]");
     }
 
     #[test]

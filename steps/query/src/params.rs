@@ -56,7 +56,9 @@ impl ParamValue {
     /// `event_time`, UTC wall time).
     pub fn to_scalar(&self) -> ScalarValue {
         match self {
-            ParamValue::Timestamp(t) => ScalarValue::TimestampMillisecond(Some(t.timestamp_millis()), None),
+            ParamValue::Timestamp(t) => {
+                ScalarValue::TimestampMillisecond(Some(t.timestamp_millis()), None)
+            }
             ParamValue::String(s) => ScalarValue::Utf8(Some(s.clone())),
         }
     }

@@ -209,7 +209,11 @@ async fn athena_on_moto() {
                 Some("3".to_string()),
                 Some("2024-05-01 10:00:00.000".to_string())
             ],
-            vec![Some("x' OR '1'='1".to_string()), Some("1".to_string()), None],
+            vec![
+                Some("x' OR '1'='1".to_string()),
+                Some("1".to_string()),
+                None
+            ],
         ]
     );
 
@@ -234,10 +238,7 @@ async fn athena_on_moto() {
         .contains("event_time >= ? AND user_name <> ?"));
     assert_eq!(
         execution.execution_parameters(),
-        [
-            "TIMESTAMP '2024-05-01 00:00:00.000'",
-            "'x'' OR ''1''=''1'"
-        ]
+        ["TIMESTAMP '2024-05-01 00:00:00.000'", "'x'' OR ''1''=''1'"]
     );
     assert_eq!(execution.work_group(), Some("iamtrail"));
     assert_eq!(
@@ -284,7 +285,9 @@ async fn athena_on_moto() {
     engine.stop(&id).await.unwrap();
     let mut states = Vec::new();
     let e = engine
-        .wait(&id, Instant::now(), &mut |p| states.push(p.state.to_string()))
+        .wait(&id, Instant::now(), &mut |p| {
+            states.push(p.state.to_string())
+        })
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Athena(_)));
@@ -302,7 +305,11 @@ async fn athena_on_moto() {
         text.starts_with("StartQueryExecution (workgroup nope, database iamtrail_analytics):"),
         "{text}"
     );
-    assert!(text.contains("WorkGroup does not exist"), "{text}");
+    assert_eq!(
+        text,
+        "StartQueryExecution (workgroup nope, database iamtrail_analytics): \
+         InvalidRequestException: WorkGroup does not exist"
+    );
 
     moto.stop().unwrap();
     let _ = std::fs::remove_file(log);
@@ -311,7 +318,10 @@ async fn athena_on_moto() {
 fn page(rows: &[&[&str]], token: Option<&str>, with_columns: bool) -> ResultPage {
     ResultPage {
         columns: if with_columns {
-            vec![("a".into(), "varchar".into()), ("b".into(), "integer".into())]
+            vec![
+                ("a".into(), "varchar".into()),
+                ("b".into(), "integer".into()),
+            ]
         } else {
             Vec::new()
         },
@@ -327,7 +337,7 @@ fn page(rows: &[&[&str]], token: Option<&str>, with_columns: bool) -> ResultPage
 /// metadata and header only on the first page, NextToken until the last.
 #[tokio::test]
 async fn paging_follows_next_token_and_drops_only_the_first_header() {
-    let pages = vec![
+    let pages = [
         page(&[&["a", "b"], &["1", "2"]], Some("t1"), true),
         // A data row that happens to equal the column names on a later page is data.
         page(&[&["a", "b"], &["3", "4"]], Some("t2"), true),
@@ -348,7 +358,10 @@ async fn paging_follows_next_token_and_drops_only_the_first_header() {
     );
     assert_eq!(collected.pages, 3);
     assert_eq!(collected.columns, ["a", "b"]);
-    assert_eq!(collected.column_types, [ColumnType::Text, ColumnType::Integer]);
+    assert_eq!(
+        collected.column_types,
+        [ColumnType::Text, ColumnType::Integer]
+    );
     let rows: Vec<Vec<&str>> = collected
         .rows
         .iter()
@@ -356,7 +369,12 @@ async fn paging_follows_next_token_and_drops_only_the_first_header() {
         .collect();
     assert_eq!(
         rows,
-        vec![vec!["1", "2"], vec!["a", "b"], vec!["3", "4"], vec!["5", "6"]]
+        vec![
+            vec!["1", "2"],
+            vec!["a", "b"],
+            vec!["3", "4"],
+            vec!["5", "6"]
+        ]
     );
 
     // A header-only first page (a SELECT with no rows) gives no rows.

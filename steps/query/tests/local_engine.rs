@@ -4,18 +4,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{Datelike, Duration, Utc};
-use common::{events, repo_root, temp_dir, write_tree};
+use common::{events, repo_root, temp_dir, write_tree, TempDir};
 use iamtrail_query::{
     catalog, render_csv, render_json, render_table, Bindings, Error, LocalEngine, ParamKind,
     QueryFile,
 };
 
-fn fixture(by_region: bool) -> PathBuf {
+fn fixture(by_region: bool) -> TempDir {
     let root = temp_dir(if by_region { "region" } else { "plain" });
-    write_tree(&root, &events(Utc::now()), by_region);
+    write_tree(root.path(), &events(Utc::now()), by_region);
     root
 }
 
@@ -51,7 +51,8 @@ async fn every_repository_query_runs_on_datafusion() {
     }
     let queries = catalog::load_dir(&dir).expect("every query file has a valid header");
     for partitioned in [false, true] {
-        let engine = LocalEngine::new(fixture(partitioned)).await.unwrap();
+        let tree = fixture(partitioned);
+        let engine = LocalEngine::new(tree.path()).await.unwrap();
         let mut failures = Vec::new();
         for q in &queries {
             // Any value will do for string parameters; `user` gets a user of the fixture.
@@ -102,7 +103,8 @@ async fn every_repository_query_runs_on_datafusion() {
 
 #[tokio::test]
 async fn string_parameters_are_bound_not_spliced() {
-    let engine = LocalEngine::new(fixture(false)).await.unwrap();
+    let tree = fixture(false);
+    let engine = LocalEngine::new(tree.path()).await.unwrap();
     let mut queries = vec![inline_query(
         "lookup",
         "since:timestamp, user:string",
@@ -126,7 +128,12 @@ async fn string_parameters_are_bound_not_spliced() {
             .run(q, &bind(q, &[&format!("{user_param}=x' OR '1'='1")]))
             .await
             .unwrap();
-        assert_eq!(injected.rows, Vec::<Vec<Option<String>>>::new(), "{}", q.name);
+        assert_eq!(
+            injected.rows,
+            Vec::<Vec<Option<String>>>::new(),
+            "{}",
+            q.name
+        );
         // A real user with a quote in its name is matched exactly.
         let quoted = engine
             .run(q, &bind(q, &[&format!("{user_param}=x'")]))
@@ -151,9 +158,10 @@ async fn string_parameters_are_bound_not_spliced() {
 #[tokio::test]
 async fn window_partitions_and_types() {
     for by_region in [false, true] {
-        let root = fixture(by_region);
+        let tree = fixture(by_region);
+        let root = tree.path();
         // Both the bucket root and the iam-events/ directory are accepted.
-        for dir in [root.clone(), root.join("iam-events")] {
+        for dir in [root.to_path_buf(), root.join("iam-events")] {
             let engine = LocalEngine::new(&dir).await.unwrap();
             assert_eq!(engine.partitioned_by_region(), by_region);
             let q = if by_region {
@@ -172,7 +180,11 @@ async fn window_partitions_and_types() {
                 )
             };
             let r = engine.run(&q, &bind(&q, &[])).await.unwrap();
-            assert_eq!(r.rows.len(), 10, "the 30-day-old event is outside the window");
+            assert_eq!(
+                r.rows.len(),
+                10,
+                "the 30-day-old event is outside the window"
+            );
             assert!(!r.column("event_id").contains(&Some("old")));
             // Partition values come from the path and match the event dates.
             let times = r.column("event_time");
@@ -181,7 +193,10 @@ async fn window_partitions_and_types() {
                 assert_eq!(t.len(), "2024-01-01 00:00:00.000".len(), "{t}");
                 let date = chrono::NaiveDate::parse_from_str(&t[..10], "%Y-%m-%d").unwrap();
                 assert_eq!(r.column("year")[i], Some(date.year().to_string().as_str()));
-                assert_eq!(r.column("month")[i], Some(date.month().to_string().as_str()));
+                assert_eq!(
+                    r.column("month")[i],
+                    Some(date.month().to_string().as_str())
+                );
                 assert_eq!(r.column("day")[i], Some(date.day().to_string().as_str()));
             }
             if by_region {
@@ -208,13 +223,8 @@ async fn window_partitions_and_types() {
             let n = engine.run(&q2, &bind(&q2, &[])).await.unwrap();
             assert_eq!(n.rows, vec![vec![Some("6".to_string())]]);
             // --param since= overrides the window.
-            let all = Bindings::from_args(
-                &q,
-                None,
-                &["since=2000-01-01".to_string()],
-                Utc::now(),
-            )
-            .unwrap();
+            let all = Bindings::from_args(&q, None, &["since=2000-01-01".to_string()], Utc::now())
+                .unwrap();
             assert_eq!(engine.run(&q, &all).await.unwrap().rows.len(), 11);
         }
     }
@@ -222,9 +232,10 @@ async fn window_partitions_and_types() {
 
 #[tokio::test]
 async fn missing_or_empty_data_is_a_clear_error() {
-    let empty = temp_dir("empty");
+    let tree = temp_dir("empty");
+    let empty = tree.path();
     std::fs::create_dir_all(empty.join("iam-events/year=2024/month=1/day=1")).unwrap();
-    for dir in [empty.clone(), empty.join("does-not-exist")] {
+    for dir in [empty.to_path_buf(), empty.join("does-not-exist")] {
         let e = LocalEngine::new(&dir).await.unwrap_err();
         assert!(matches!(e, Error::NoData(_)), "{e}");
         let text = e.to_string();
@@ -239,14 +250,28 @@ async fn missing_or_empty_data_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_tree_with_both_layouts_is_refused() {
+    let tree = temp_dir("mixed");
+    write_tree(tree.path(), &events(Utc::now())[..2], false);
+    write_tree(tree.path(), &events(Utc::now())[2..4], true);
+    let e = LocalEngine::new(tree.path()).await.unwrap_err().to_string();
+    assert!(e.contains("mixes two layouts"), "{e}");
+}
+
+#[tokio::test]
 async fn a_query_that_does_not_plan_names_itself() {
-    let engine = LocalEngine::new(fixture(false)).await.unwrap();
+    let tree = fixture(false);
+    let engine = LocalEngine::new(tree.path()).await.unwrap();
     let q = inline_query(
         "broken",
         "since:timestamp",
         "SELECT no_such_column FROM iam_events WHERE event_time >= ?",
     );
-    let e = engine.run(&q, &bind(&q, &[])).await.unwrap_err().to_string();
+    let e = engine
+        .run(&q, &bind(&q, &[]))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("query broken (broken.sql) on the local engine:"),
         "{e}"

@@ -19,15 +19,29 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A fresh empty directory under the system temp dir.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh empty directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "iamtrail-query-{name}-{}-{}",
         std::process::id(),
         Utc::now().timestamp_nanos_opt().unwrap_or(0)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// The export schema (docs/parquet-schema.md), column for column.
@@ -131,7 +145,12 @@ pub fn events(now: DateTime<Utc>) -> Vec<Event> {
             request_parameters: Some(
                 r#"{"userName":"mallory","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}"#,
             ),
-            ..event("e2", d1 + h(10) + Duration::minutes(5), "AttachUserPolicy", "alice")
+            ..event(
+                "e2",
+                d1 + h(10) + Duration::minutes(5),
+                "AttachUserPolicy",
+                "alice",
+            )
         },
         Event {
             source: "signin.amazonaws.com",
@@ -165,7 +184,9 @@ pub fn events(now: DateTime<Utc>) -> Vec<Event> {
             event_type: "sso",
             identity_type: "AssumedRole",
             region: "eu-west-1",
-            request_parameters: Some(r#"{"name":"AdminAccess","instanceArn":"arn:aws:sso:::instance/ssoins-1"}"#),
+            request_parameters: Some(
+                r#"{"name":"AdminAccess","instanceArn":"arn:aws:sso:::instance/ssoins-1"}"#,
+            ),
             ..event("e6", d2 + h(9), "CreatePermissionSet", "carol")
         },
         Event {
@@ -173,8 +194,15 @@ pub fn events(now: DateTime<Utc>) -> Vec<Event> {
             event_type: "sso",
             identity_type: "AssumedRole",
             region: "eu-west-1",
-            request_parameters: Some(r#"{"permissionSetArn":"arn:aws:sso:::permissionSet/ps-1","targetId":"123456789012","principalType":"USER"}"#),
-            ..event("e7", d2 + h(9) + Duration::minutes(2), "CreateAccountAssignment", "carol")
+            request_parameters: Some(
+                r#"{"permissionSetArn":"arn:aws:sso:::permissionSet/ps-1","targetId":"123456789012","principalType":"USER"}"#,
+            ),
+            ..event(
+                "e7",
+                d2 + h(9) + Duration::minutes(2),
+                "CreateAccountAssignment",
+                "carol",
+            )
         },
         Event {
             read_only: true,
@@ -188,7 +216,12 @@ pub fn events(now: DateTime<Utc>) -> Vec<Event> {
             source_ip: "203.0.113.9",
             ..event("e10", d1 + h(15), "DeleteUser", "x' OR '1'='1-adjacent")
         },
-        event("old", midnight - Duration::days(30) + h(12), "CreateUser", "alice"),
+        event(
+            "old",
+            midnight - Duration::days(30) + h(12),
+            "CreateUser",
+            "alice",
+        ),
     ]
 }
 
