@@ -18,7 +18,7 @@ command -v cargo >/dev/null 2>&1 ||
 
 bash "$REPO_ROOT/scripts/setup-venv.sh"
 
-echo "building iamtrail (the first build compiles the AWS SDK: 5 to 10 minutes)"
+echo "building iamtrail (the first build compiles the AWS SDK and DataFusion: about 10 minutes)"
 cargo build --manifest-path "$REPO_ROOT/Cargo.toml" -p iamtrail
 
 # The binary finds statemachine/ and .venv through IAMTRAIL_REPO, so the demo can be run from

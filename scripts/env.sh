@@ -5,7 +5,7 @@
 # Sets:
 #   REPO_ROOT         the repository root (found from this file's location)
 #   CARGO_TARGET_DIR  where cargo builds; defaults to ~/.cache/iamtrail-target, outside the
-#                     clone, so the AWS SDK crates (5 to 10 min cold on 2 cores) are built once
+#                     clone, so the AWS SDK crates (about 10 min cold on 2 cores) are built once
 #                     and survive fresh clones and `git clean`
 #   CARGO_TERM_COLOR  auto unless already set
 

@@ -29,7 +29,7 @@ usage() {
 build_cli() {
     command -v cargo >/dev/null 2>&1 ||
         die "cargo not found on PATH; install the Rust toolchain (https://rustup.rs)"
-    echo "building iamtrail (the first build compiles the AWS SDK: 5 to 10 minutes)"
+    echo "building iamtrail (the first build compiles the AWS SDK and DataFusion: about 10 minutes)"
     cargo build --manifest-path "$REPO_ROOT/Cargo.toml" -p iamtrail
 }
 

@@ -284,3 +284,67 @@ async fn all_queries_run_on_the_dataset_export() {
     std::fs::remove_dir_all(&dir).ok();
     stack.stop().await;
 }
+
+/// `PARTITION_BY_REGION=true`: one file per region under `region=R`, every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partition_by_region_writes_one_file_per_region() {
+    let mut options = options("export-regions");
+    options
+        .settings
+        .insert("PARTITION_BY_REGION".into(), "true".into());
+    options
+        .settings
+        .insert("EXPORT_COMPRESSION".into(), "zstd".into());
+    let stack = start(options).await;
+    let day = chrono::Utc::now() - chrono::Duration::days(2);
+    for region in ["us-east-1", "eu-west-1"] {
+        let records = (0..3)
+            .map(|i| {
+                record(
+                    &format!("{region}-{i}"),
+                    day + chrono::Duration::minutes(i),
+                    "sts.amazonaws.com",
+                    "AssumeRole",
+                    region,
+                )
+            })
+            .collect();
+        stack.emulator.add_records(records);
+    }
+    run_ok(
+        &stack,
+        "collect-regions",
+        json!({"regions": ["us-east-1", "eu-west-1"], "sources": ["sts"]}),
+    )
+    .await;
+    let date = day.format("%Y-%m-%d").to_string();
+    let result = stack
+        .run_execution(
+            "export-regions",
+            &json!({"mode": "export", "dates": [date]}),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        result.status, "SUCCEEDED",
+        "{:?} {:?}",
+        result.error, result.cause
+    );
+    assert_eq!(result.output.as_ref().unwrap()["export"]["files"], 2);
+    let keys = objects(&stack, "iam-events/").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let dir = std::env::temp_dir().join(format!("iamtrail-export-regions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for region in ["us-east-1", "eu-west-1"] {
+        let key = keys
+            .iter()
+            .find(|k| k.contains(&format!("/region={region}/")))
+            .unwrap_or_else(|| panic!("{region}: {keys:?}"));
+        let rows = read_with_pyarrow(&stack, key, &dir).await;
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r["aws_region"] == region));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    stack.stop().await;
+}
