@@ -201,7 +201,7 @@ def sync():
         print(f"sync: {TEMPLATE.name} already up to date ({len(queries)} named queries)")
 
 
-def load_template():
+def load_template(path=TEMPLATE):
     import yaml
 
     class CfnLoader(yaml.SafeLoader):
@@ -217,7 +217,7 @@ def load_template():
         return {"!" + suffix: value}
 
     CfnLoader.add_multi_constructor("!", any_tag)
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=CfnLoader)
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=CfnLoader)
 
 
 def check():

@@ -98,27 +98,16 @@ PYEOF
 # --- Template <-> ASL substitution names --------------------------------------
 substitutions_match() {
     "$PY" - "$TEMPLATE" "$ASL" <<'PYEOF'
-import re, sys
-import yaml
+import os, re, sys
 
 template_path, asl_path = sys.argv[1], sys.argv[2]
 
-class CfnLoader(yaml.SafeLoader):
-    pass
+# The CloudFormation-tolerant YAML loader (!Sub, !Ref, ... kept as {"!Tag": value}) is shared
+# with scripts/queries.py.
+sys.path.insert(0, os.path.dirname(os.path.abspath(template_path)) + "/scripts")
+from queries import load_template
 
-def any_tag(loader, suffix, node):
-    # !Sub, !Ref, !GetAtt, ... -> {"!Tag": value}; only the keys matter here.
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {"!" + suffix: value}
-
-CfnLoader.add_multi_constructor("!", any_tag)
-
-template = yaml.load(open(template_path, encoding="utf-8"), Loader=CfnLoader)
+template = load_template(template_path)
 machines = [
     (logical_id, res.get("Properties") or {})
     for logical_id, res in (template.get("Resources") or {}).items()
