@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use iamtrail_core::outbox::{sent_ttl, status, AlertRecord};
 use iamtrail_core::record::format_time;
 
+use crate::dynamo::conditional_failed;
 use crate::ports::{AlertStore, StoreError};
 
 /// The alerts table's index of delivery states (`status` hash, `created_at` range).
@@ -130,13 +131,6 @@ impl DynamoAlertStore {
         out.truncate(limit);
         Ok(out)
     }
-}
-
-fn conditional_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
 impl AlertStore for DynamoAlertStore {

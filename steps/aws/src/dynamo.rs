@@ -47,6 +47,15 @@ fn store_error(operation: &'static str, err: impl std::error::Error) -> StoreErr
     }
 }
 
+/// Whether a DynamoDB call failed only because its condition did not hold (an expected
+/// outcome of conditional writes, not an error).
+pub(crate) fn conditional_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
 /// Exponential back-off with a cap: 50 ms, 100 ms, ... up to 5 s.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((50u64 << attempt.min(7)).min(5_000))
@@ -307,9 +316,7 @@ impl ControlStore for DynamoControlStore {
                 .await;
             match result {
                 Ok(_) => return Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) if conditional_failed(&e) => {}
                 Err(e) => return Err(store_error("dynamodb:UpdateItem (checkpoint)", e)),
             }
         }
@@ -397,12 +404,7 @@ impl ControlStore for DynamoControlStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if conditional_failed(&e) => Ok(()),
             Err(e) => Err(store_error("dynamodb:PutItem (export latest)", e)),
         }
     }
@@ -437,9 +439,7 @@ impl ControlStore for DynamoControlStore {
             .await;
         match latest {
             Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e) if conditional_failed(&e) => {}
             Err(e) => return Err(store_error("dynamodb:PutItem (latest run)", e)),
         }
         Ok(())

@@ -36,7 +36,7 @@ impl AttrValue {
 }
 
 /// The normalised event: one item of the `{stack}-events` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NormalizedEvent {
     /// Partition key: `YYYY-MM-DD` (UTC) of `event_time`.
     pub event_date: String,
@@ -272,31 +272,12 @@ pub fn normalize_unparsed(
             .clone()
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| "unknown".to_string()),
-        user_identity_type: None,
-        user_arn: None,
-        principal_id: None,
-        account_id: None,
-        access_key_id: None,
-        session_issuer: None,
-        session_issuer_arn: None,
-        invoked_by: None,
-        mfa_authenticated: None,
-        mfa_used: None,
         aws_region: region.to_string(),
-        source_ip: None,
-        user_agent: None,
-        request_parameters: None,
-        response_elements: None,
-        additional_event_data: None,
-        error_code: None,
-        error_message: None,
-        read_only: None,
-        recipient_account_id: None,
         ttl: retention_ttl(summary.event_time, options),
-        truncated_fields: Vec::new(),
-        original_size: None,
         parse_error: Some(error.chars().take(1000).collect()),
         raw_record: raw.map(String::from),
+        // Everything else is unknown without the record.
+        ..Default::default()
     };
     fit_item(&mut event, ITEM_BUDGET_BYTES);
     event

@@ -31,6 +31,12 @@ pub async fn list_targets<R: RegionLister>(
     } else {
         Mode::Incremental
     });
+    // The execution name: stable across redrives of the same execution.
+    let run_id = input
+        .execution
+        .clone()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| format!("manual-{}", now.format("%Y%m%dT%H%M%SZ")));
     let mut warnings = Vec::new();
     if request.dates.is_some() && mode != Mode::Export {
         return Err(StepError::invalid_input(
@@ -64,11 +70,6 @@ pub async fn list_targets<R: RegionLister>(
             }
             parsed.sort();
             parsed.dedup();
-            let run_id = input
-                .execution
-                .clone()
-                .filter(|e| !e.is_empty())
-                .unwrap_or_else(|| format!("manual-{}", now.format("%Y%m%dT%H%M%SZ")));
             return Ok(ListTargetsOutput {
                 run_id,
                 mode,
@@ -134,11 +135,6 @@ pub async fn list_targets<R: RegionLister>(
     }
     let (plan, plan_warnings) = plan_targets(&enabled, settings, only_sources.as_deref());
     warnings.extend(plan_warnings);
-    let run_id = input
-        .execution
-        .clone()
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| format!("manual-{}", now.format("%Y%m%dT%H%M%SZ")));
     let mut items: Vec<WorkItem> = plan
         .into_iter()
         .filter(|(region, _)| request.regions.as_ref().is_none_or(|w| w.contains(region)))
