@@ -3,14 +3,17 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use iamtrail_core::outbox::{sent_ttl, status, AlertRecord};
 use iamtrail_core::record::format_time;
 
 use crate::dynamo::conditional_failed;
-use crate::ports::{AlertStore, StoreError};
+use crate::ports::{AlertStore, Released, StoreError};
+
+/// Most waiting alerts read to choose the delivery order (the rest wait for a later run).
+const MAX_WAITING_READ: usize = 5000;
 
 /// The alerts table's index of delivery states (`status` hash, `created_at` range).
 pub const STATUS_INDEX: &str = "status-created_at-index";
@@ -46,6 +49,15 @@ pub fn alert_item(a: &AlertRecord) -> HashMap<String, AttributeValue> {
     if let Some(ttl) = a.ttl {
         item.insert("ttl".to_string(), AttributeValue::N(ttl.to_string()));
     }
+    if a.attempts > 0 {
+        item.insert(
+            "attempts".to_string(),
+            AttributeValue::N(a.attempts.to_string()),
+        );
+    }
+    if let Some(e) = &a.last_error {
+        item.insert("last_error".to_string(), s(e));
+    }
     item
 }
 
@@ -70,6 +82,12 @@ pub fn alert_from_item(item: &HashMap<String, AttributeValue>) -> Option<AlertRe
             .get("ttl")
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok()),
+        attempts: item
+            .get("attempts")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        last_error: text("last_error"),
     })
 }
 
@@ -155,14 +173,15 @@ impl AlertStore for DynamoAlertStore {
         limit: usize,
         stale_before: DateTime<Utc>,
     ) -> Result<Vec<AlertRecord>, StoreError> {
-        let mut alerts = self.by_status(status::PENDING, limit, None).await?;
-        if alerts.len() < limit {
-            alerts.extend(
-                self.by_status(status::SENDING, limit - alerts.len(), Some(stale_before))
-                    .await?,
-            );
-        }
-        alerts.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        // Every waiting alert is read (up to a bound), so that the order is by severity and
+        // recency across all of them, not by the index's creation order.
+        let mut alerts = self.by_status(status::PENDING, MAX_WAITING_READ, None).await?;
+        alerts.extend(
+            self.by_status(status::SENDING, MAX_WAITING_READ, Some(stale_before))
+                .await?,
+        );
+        AlertRecord::sort_for_delivery(&mut alerts);
+        alerts.truncate(limit);
         Ok(alerts)
     }
 
@@ -216,24 +235,78 @@ impl AlertStore for DynamoAlertStore {
         Ok(())
     }
 
-    async fn release(&self, alert: &AlertRecord, message: &str) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        alert: &AlertRecord,
+        message: &str,
+        max_attempts: u32,
+    ) -> Result<Released, StoreError> {
         let message: String = message.chars().take(1000).collect();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(alert)))
+            // claimed_at stays until the status moves on, so that a crash between the two
+            // updates leaves a stale claim that a later delivery takes over.
+            .update_expression("SET last_error = :e ADD attempts :one")
+            .condition_expression("#s = :sending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":sending", s(status::SENDING))
+            .expression_attribute_values(":e", s(message))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| error("dynamodb:UpdateItem (release alert)", e))?;
+        let attempts: u32 = out
+            .attributes()
+            .and_then(|a| a.get("attempts"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let (next, released) = if attempts >= max_attempts {
+            (status::FAILED, Released::Failed)
+        } else {
+            (status::PENDING, Released::Pending)
+        };
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(self.key(alert)))
-            .update_expression(
-                "SET #s = :pending, last_error = :e ADD attempts :one REMOVE claimed_at",
-            )
+            .update_expression("SET #s = :next REMOVE claimed_at")
             .condition_expression("#s = :sending")
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":pending", s(status::PENDING))
             .expression_attribute_values(":sending", s(status::SENDING))
-            .expression_attribute_values(":e", s(message))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":next", s(next))
             .send()
             .await
             .map_err(|e| error("dynamodb:UpdateItem (release alert)", e))?;
-        Ok(())
+        Ok(released)
+    }
+
+    async fn failed_count(&self) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#s = :s")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":s", s(status::FAILED))
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| error("dynamodb:Query (failed alerts)", e))?;
+            count += page.count().max(0) as u64;
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(count),
+            }
+        }
     }
 }

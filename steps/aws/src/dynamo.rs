@@ -1,10 +1,9 @@
 //! DynamoDB adapters: the events table and the control table.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use iamtrail_core::contract::RunSummary;
@@ -12,7 +11,11 @@ use iamtrail_core::normalize::AttrValue;
 use iamtrail_core::record::{format_time, parse_time};
 use iamtrail_core::NormalizedEvent;
 
-use crate::ports::{ControlStore, DayPage, EventReader, EventStore, SourceState, StoreError};
+use crate::backoff::{backoff, BATCH_BACKOFF};
+use crate::ports::{
+    ControlStore, DayPage, EventReader, EventStore, ExportRecord, LeaseOutcome, PutOutcome,
+    SourceState, StoreError,
+};
 
 /// BatchWriteItem takes at most 25 requests.
 pub const BATCH_SIZE: usize = 25;
@@ -56,11 +59,6 @@ where
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
-/// Exponential back-off with a cap: 50 ms, 100 ms, ... up to 5 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((50u64 << attempt.min(7)).min(5_000))
-}
-
 /// The events table.
 #[derive(Clone)]
 pub struct DynamoEventStore {
@@ -78,20 +76,20 @@ impl DynamoEventStore {
 
     /// Writes one batch (≤ 25 distinct keys), retrying `UnprocessedItems` with back-off until
     /// every item is stored.
-    async fn write_batch(&self, mut pending: Vec<WriteRequest>) -> Result<(), StoreError> {
+    async fn write_batch(&self, mut pending: Vec<WriteRequest>) -> Result<(), BatchError> {
         let mut attempt = 0;
         while !pending.is_empty() {
             if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(backoff(attempt, BATCH_BACKOFF)).await;
             }
             if attempt >= MAX_BATCH_ATTEMPTS {
-                return Err(StoreError {
+                return Err(BatchError::Store(StoreError {
                     operation: "dynamodb:BatchWriteItem",
                     message: format!(
                         "{} items still unprocessed after {attempt} attempts",
                         pending.len()
                     ),
-                });
+                }));
             }
             attempt += 1;
             let result = self
@@ -116,18 +114,28 @@ impl DynamoEventStore {
                     }
                 }
                 Err(e) => {
-                    let throttled = e
-                        .as_service_error()
-                        .and_then(|s| s.code())
-                        .is_some_and(|c| {
-                            c.contains("Throughput")
-                                || c.contains("Throttl")
-                                || c == "RequestLimitExceeded"
-                        });
-                    if !throttled {
-                        return Err(store_error("dynamodb:BatchWriteItem", e));
+                    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                    if code == "ValidationException" {
+                        return Err(BatchError::Invalid(
+                            e.as_service_error()
+                                .and_then(|s| s.message())
+                                .unwrap_or("ValidationException")
+                                .to_string(),
+                        ));
                     }
-                    tracing::warn!(attempt, "BatchWriteItem throttled; retrying");
+                    let throttled = code.contains("Throughput")
+                        || code.contains("Throttl")
+                        || code == "RequestLimitExceeded";
+                    let transient = e.raw_response().is_some_and(|r| r.status().is_server_error())
+                        || matches!(
+                            e,
+                            aws_sdk_dynamodb::error::SdkError::TimeoutError(_)
+                                | aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)
+                        );
+                    if !throttled && !transient {
+                        return Err(BatchError::Store(store_error("dynamodb:BatchWriteItem", e)));
+                    }
+                    tracing::warn!(attempt, code, "BatchWriteItem throttled or failed; retrying");
                 }
             }
         }
@@ -135,34 +143,61 @@ impl DynamoEventStore {
     }
 }
 
+/// How a batch write failed.
+enum BatchError {
+    /// DynamoDB rejected the request as invalid (`ValidationException`): one of its items is.
+    Invalid(String),
+    Store(StoreError),
+}
+
 impl EventStore for DynamoEventStore {
-    async fn put_events(&self, events: &[NormalizedEvent]) -> Result<u64, StoreError> {
+    /// Writes in batches of 25. A batch rejected as invalid is split in halves until the
+    /// invalid items are isolated: those are reported as rejected, every other item is stored.
+    async fn put_events(&self, events: &[NormalizedEvent]) -> Result<PutOutcome, StoreError> {
         // A batch may not name one key twice: keep the last copy of each key.
-        let mut unique: Vec<&NormalizedEvent> = Vec::with_capacity(events.len());
+        let mut unique: Vec<(usize, &NormalizedEvent)> = Vec::with_capacity(events.len());
         let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
-        for e in events {
+        for (index, e) in events.iter().enumerate() {
             match seen.get(&(e.event_date.as_str(), e.event_id.as_str())) {
-                Some(&i) => unique[i] = e,
+                Some(&i) => unique[i] = (index, e),
                 None => {
                     seen.insert((&e.event_date, &e.event_id), unique.len());
-                    unique.push(e);
+                    unique.push((index, e));
                 }
             }
         }
-        for chunk in unique.chunks(BATCH_SIZE) {
-            let requests = chunk
-                .iter()
-                .map(|e| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(event_item(e)))
-                        .build()
-                        .map_err(|err| store_error("build PutRequest", err))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            self.write_batch(requests).await?;
+        let mut outcome = PutOutcome::default();
+        let mut work: Vec<Vec<(usize, WriteRequest)>> = Vec::new();
+        for chunk in unique.chunks(BATCH_SIZE).rev() {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for (index, e) in chunk {
+                let put = PutRequest::builder()
+                    .set_item(Some(event_item(e)))
+                    .build()
+                    .map_err(|err| store_error("build PutRequest", err))?;
+                batch.push((*index, WriteRequest::builder().put_request(put).build()));
+            }
+            work.push(batch);
         }
-        Ok(unique.len() as u64)
+        while let Some(batch) = work.pop() {
+            let requests = batch.iter().map(|(_, r)| r.clone()).collect();
+            match self.write_batch(requests).await {
+                Ok(()) => outcome.written += batch.len() as u64,
+                Err(BatchError::Store(e)) => return Err(e),
+                Err(BatchError::Invalid(reason)) if batch.len() == 1 => {
+                    tracing::warn!(index = batch[0].0, %reason, "DynamoDB rejected an item");
+                    outcome.rejected.push((batch[0].0, reason));
+                }
+                Err(BatchError::Invalid(_)) => {
+                    let mut older = batch;
+                    let newer = older.split_off(older.len() / 2);
+                    work.push(newer);
+                    work.push(older);
+                }
+            }
+        }
+        outcome.rejected.sort();
+        Ok(outcome)
     }
 }
 
@@ -219,24 +254,33 @@ impl EventReader for DynamoEventStore {
     async fn day_page(
         &self,
         date: chrono::NaiveDate,
-        start: Option<HashMap<String, AttributeValue>>,
+        after: Option<String>,
     ) -> Result<DayPage, StoreError> {
+        let day = date.format("%Y-%m-%d").to_string();
+        let start = after.map(|id| {
+            HashMap::from([
+                ("event_date".to_string(), s(&day)),
+                ("event_id".to_string(), s(id)),
+            ])
+        });
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("event_date = :d")
-            .expression_attribute_values(
-                ":d",
-                AttributeValue::S(date.format("%Y-%m-%d").to_string()),
-            )
+            .expression_attribute_values(":d", s(&day))
             .set_exclusive_start_key(start)
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| store_error("dynamodb:Query (events)", e))?;
         Ok(DayPage {
             events: out.items().iter().filter_map(event_from_item).collect(),
-            next: out.last_evaluated_key().filter(|k| !k.is_empty()).cloned(),
+            next: out
+                .last_evaluated_key()
+                .and_then(|k| k.get("event_id"))
+                .and_then(|v| v.as_s().ok())
+                .cloned(),
         })
     }
 }
@@ -263,9 +307,33 @@ fn s(v: impl Into<String>) -> AttributeValue {
 
 /// Run records expire from the control table after 90 days.
 const RUN_RECORD_DAYS: i64 = 90;
+/// Leases live under `lease#<name>` (`lease#run`, `lease#region#eu-west-1`).
+const LEASE_PREFIX: &str = "lease#";
+/// The one item holding every dirty date as a `YYYY-MM-DD` number attribute (its sequence).
+const DIRTY_KEY: &str = "export#dirty";
 
-impl ControlStore for DynamoControlStore {
-    async fn source_state(&self, key: &str) -> Result<SourceState, StoreError> {
+/// A source's state from its control item.
+fn source_state_of(item: Option<&HashMap<String, AttributeValue>>) -> SourceState {
+    let text = |name: &str| {
+        item.and_then(|i| i.get(name))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    };
+    SourceState {
+        checkpoint: text("last_processed_timestamp")
+            .as_deref()
+            .and_then(parse_time),
+        processing_status: text("processing_status"),
+    }
+}
+
+impl DynamoControlStore {
+    /// One control item, read consistently.
+    async fn get(
+        &self,
+        key: &str,
+        operation: &'static str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -274,17 +342,15 @@ impl ControlStore for DynamoControlStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| store_error("dynamodb:GetItem (control)", e))?;
-        let Some(item) = out.item() else {
-            return Ok(SourceState::default());
-        };
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        Ok(SourceState {
-            checkpoint: text("last_processed_timestamp")
-                .as_deref()
-                .and_then(parse_time),
-            processing_status: text("processing_status"),
-        })
+            .map_err(|e| store_error(operation, e))?;
+        Ok(out.item().cloned())
+    }
+}
+
+impl ControlStore for DynamoControlStore {
+    async fn source_state(&self, key: &str) -> Result<SourceState, StoreError> {
+        let item = self.get(key, "dynamodb:GetItem (control)").await?;
+        Ok(source_state_of(item.as_ref()))
     }
 
     async fn record_slice(
@@ -293,7 +359,8 @@ impl ControlStore for DynamoControlStore {
         checkpoint: Option<DateTime<Utc>>,
         stored: u64,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<SourceState, StoreError> {
+        // Never touches a `paused` status: only a new item gets `active`.
         let base = || {
             self.client
                 .update_item()
@@ -302,30 +369,57 @@ impl ControlStore for DynamoControlStore {
                 .expression_attribute_values(":now", s(format_time(now)))
                 .expression_attribute_values(":n", AttributeValue::N(stored.to_string()))
                 .expression_attribute_values(":active", s("active"))
+                .return_values(ReturnValue::AllNew)
         };
+        let mut updated = None;
         if let Some(cp) = checkpoint {
             // The condition keeps a checkpoint from moving back when two runs race.
             let result = base()
                 .update_expression(
-                    "SET last_processed_timestamp = :cp, last_execution_time = :now, processing_status = :active \
-                     REMOVE last_error ADD events_processed_count :n",
+                    "SET last_processed_timestamp = :cp, last_execution_time = :now, \
+                     processing_status = if_not_exists(processing_status, :active) \
+                     ADD events_processed_count :n",
                 )
                 .condition_expression("attribute_not_exists(last_processed_timestamp) OR last_processed_timestamp < :cp")
                 .expression_attribute_values(":cp", s(format_time(cp)))
                 .send()
                 .await;
             match result {
-                Ok(_) => return Ok(()),
+                Ok(out) => updated = Some(out),
                 Err(e) if conditional_failed(&e) => {}
                 Err(e) => return Err(store_error("dynamodb:UpdateItem (checkpoint)", e)),
             }
         }
-        base()
-            .update_expression("SET last_execution_time = :now, processing_status = :active REMOVE last_error ADD events_processed_count :n")
-            .send()
-            .await
-            .map_err(|e| store_error("dynamodb:UpdateItem (control)", e))?;
-        Ok(())
+        let out = match updated {
+            Some(out) => out,
+            None => base()
+                .update_expression("SET last_execution_time = :now, processing_status = if_not_exists(processing_status, :active) ADD events_processed_count :n")
+                .send()
+                .await
+                .map_err(|e| store_error("dynamodb:UpdateItem (control)", e))?,
+        };
+        let mut state = source_state_of(out.attributes());
+        if state.processing_status.as_deref() == Some("error") {
+            // A stored slice ends an error (but never a pause set meanwhile).
+            let cleared = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("region", s(key))
+                .update_expression("SET processing_status = :active REMOVE last_error")
+                .condition_expression("processing_status = :error")
+                .expression_attribute_values(":active", s("active"))
+                .expression_attribute_values(":error", s("error"))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match cleared {
+                Ok(out) => state = source_state_of(out.attributes()),
+                Err(e) if conditional_failed(&e) => {}
+                Err(e) => return Err(store_error("dynamodb:UpdateItem (clear error)", e)),
+            }
+        }
+        Ok(state)
     }
 
     async fn record_error(
@@ -335,37 +429,140 @@ impl ControlStore for DynamoControlStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let error: String = error.chars().take(2000).collect();
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("region", s(key))
-            .update_expression(
-                "SET last_error = :e, processing_status = :s, last_execution_time = :now",
-            )
-            .expression_attribute_values(":e", s(error))
+        let update = |expression: &str| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("region", s(key))
+                .update_expression(expression)
+                .expression_attribute_values(":e", s(&error))
+                .expression_attribute_values(":now", s(format_time(now)))
+        };
+        let result = update("SET last_error = :e, processing_status = :s, last_execution_time = :now")
+            .condition_expression("attribute_not_exists(processing_status) OR processing_status <> :paused")
             .expression_attribute_values(":s", s("error"))
+            .expression_attribute_values(":paused", s("paused"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Paused: keep the pause, record the error only.
+            Err(e) if conditional_failed(&e) => {
+                update("SET last_error = :e, last_execution_time = :now")
+                    .send()
+                    .await
+                    .map_err(|e| store_error("dynamodb:UpdateItem (error)", e))?;
+                Ok(())
+            }
+            Err(e) => Err(store_error("dynamodb:UpdateItem (error)", e)),
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        duration: chrono::Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let key = format!("{LEASE_PREFIX}{name}");
+        let expires = now + duration;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("region", s(&key))
+            .item("holder", s(holder))
+            .item("expires_at", s(format_time(expires)))
+            .item("acquired_at", s(format_time(now)))
+            // Expired leases disappear by themselves a day later.
+            .item(
+                "ttl",
+                AttributeValue::N((expires + chrono::Duration::days(1)).timestamp().to_string()),
+            )
+            .condition_expression(
+                "attribute_not_exists(#r) OR holder = :h OR expires_at < :now",
+            )
+            .expression_attribute_names("#r", "region")
+            .expression_attribute_values(":h", s(holder))
             .expression_attribute_values(":now", s(format_time(now)))
             .send()
-            .await
-            .map_err(|e| store_error("dynamodb:UpdateItem (error)", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(LeaseOutcome::Acquired { expires }),
+            Err(e) if conditional_failed(&e) => {
+                let item = self.get(&key, "dynamodb:GetItem (lease)").await?;
+                let text = |n: &str| {
+                    item.as_ref()
+                        .and_then(|i| i.get(n))
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                };
+                Ok(LeaseOutcome::Held {
+                    holder: text("holder").unwrap_or_else(|| "unknown".into()),
+                    expires: text("expires_at")
+                        .as_deref()
+                        .and_then(parse_time)
+                        .unwrap_or(now),
+                })
+            }
+            Err(e) => Err(store_error("dynamodb:PutItem (lease)", e)),
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("region", s(format!("{LEASE_PREFIX}{name}")))
+            .condition_expression("holder = :h")
+            .expression_attribute_values(":h", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(store_error("dynamodb:DeleteItem (lease)", e)),
+        }
     }
 
     async fn last_export(&self) -> Result<Option<chrono::NaiveDate>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("region", s("export#latest"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("dynamodb:GetItem (export)", e))?;
-        Ok(out
-            .item()
+        let item = self
+            .get("export#latest", "dynamodb:GetItem (export)")
+            .await?;
+        Ok(item
+            .as_ref()
             .and_then(|i| i.get("last_exported_date"))
             .and_then(|v| v.as_s().ok())
             .and_then(|d| iamtrail_core::export::parse_date(d)))
+    }
+
+    async fn export_record(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Option<ExportRecord>, StoreError> {
+        let key = format!("export#{}", date.format("%Y-%m-%d"));
+        let Some(item) = self.get(&key, "dynamodb:GetItem (export)").await? else {
+            return Ok(None);
+        };
+        Ok(Some(ExportRecord {
+            rows: item
+                .get("rows")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            keys: item
+                .get("objects")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
+            exported_at: item
+                .get("exported_at")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|t| parse_time(t))
+                .unwrap_or_default(),
+        }))
     }
 
     async fn record_export(
@@ -409,13 +606,80 @@ impl ControlStore for DynamoControlStore {
         }
     }
 
+    async fn mark_dirty(&self, dates: &[chrono::NaiveDate]) -> Result<(), StoreError> {
+        let mut dates = dates.to_vec();
+        dates.sort();
+        dates.dedup();
+        if dates.is_empty() {
+            return Ok(());
+        }
+        // One atomic update of one item: ADD 1 to a number attribute per date.
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("region", s(DIRTY_KEY))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()));
+        let mut parts = Vec::with_capacity(dates.len());
+        for (i, date) in dates.iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#d{i}"), date.format("%Y-%m-%d").to_string());
+            parts.push(format!("#d{i} :one"));
+        }
+        update
+            .update_expression(format!("ADD {}", parts.join(", ")))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:UpdateItem (dirty dates)", e))?;
+        Ok(())
+    }
+
+    async fn dirty_dates(
+        &self,
+    ) -> Result<std::collections::BTreeMap<chrono::NaiveDate, u64>, StoreError> {
+        let item = self
+            .get(DIRTY_KEY, "dynamodb:GetItem (dirty dates)")
+            .await?;
+        Ok(item
+            .iter()
+            .flatten()
+            .filter_map(|(name, value)| {
+                let date = iamtrail_core::export::parse_date(name)?;
+                let seq = value.as_n().ok()?.parse().ok()?;
+                Some((date, seq))
+            })
+            .collect())
+    }
+
+    async fn clear_dirty(&self, date: chrono::NaiveDate, seq: u64) -> Result<bool, StoreError> {
+        if seq == 0 {
+            return Ok(true);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("region", s(DIRTY_KEY))
+            .update_expression("REMOVE #d")
+            .condition_expression("#d = :seq")
+            .expression_attribute_names("#d", date.format("%Y-%m-%d").to_string())
+            .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(store_error("dynamodb:UpdateItem (clear dirty)", e)),
+        }
+    }
+
     async fn put_run(&self, summary: &RunSummary) -> Result<(), StoreError> {
         let json = serde_json::to_string(summary).map_err(|e| StoreError {
             operation: "serialise run",
             message: e.to_string(),
         })?;
-        let expires = parse_time(&summary.finished_at).unwrap_or_else(Utc::now)
-            + chrono::Duration::days(RUN_RECORD_DAYS);
+        let finished_at = format_time(summary.finished_at);
+        let expires = summary.finished_at + chrono::Duration::days(RUN_RECORD_DAYS);
         let put = |key: String| {
             self.client
                 .put_item()
@@ -423,7 +687,7 @@ impl ControlStore for DynamoControlStore {
                 .item("region", s(key))
                 .item("run_id", s(&summary.run_id))
                 .item("status", s(&summary.status))
-                .item("finished_at", s(&summary.finished_at))
+                .item("finished_at", s(&finished_at))
                 .item("summary", s(&json))
         };
         put(format!("run#{}", summary.run_id))
@@ -434,7 +698,7 @@ impl ControlStore for DynamoControlStore {
         // `run#latest` never expires, and a redrive of an older run does not overwrite it.
         let latest = put("run#latest".to_string())
             .condition_expression("attribute_not_exists(finished_at) OR finished_at <= :f")
-            .expression_attribute_values(":f", s(&summary.finished_at))
+            .expression_attribute_values(":f", s(&finished_at))
             .send()
             .await;
         match latest {

@@ -6,12 +6,15 @@
 //! binaries and the local stack's gateway both call.
 
 pub mod alerts;
+pub mod backoff;
 pub mod cloudtrail;
 pub mod dynamo;
 pub mod ec2;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod limiter;
+#[cfg(feature = "memory")]
+pub mod memory;
 pub mod ports;
 pub mod s3;
 pub mod sns;
@@ -246,7 +249,7 @@ pub async fn run_step(
                 .analytics_bucket
                 .clone()
                 .ok_or_else(|| StepError::config("ANALYTICS_BUCKET is not set"))?;
-            let objects = s3::S3Store::new(ctx.s3.clone(), bucket);
+            let objects = s3::S3Store::new(ctx.s3.clone(), bucket, ctx.settings.export_part_size);
             let out = steps::export::export(
                 input,
                 &ctx.event_store(),

@@ -3,7 +3,9 @@
 
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use iamtrail_core::contract::RunSummary;
 use iamtrail_core::targets::RegionInfo;
 use iamtrail_core::NormalizedEvent;
@@ -66,13 +68,24 @@ pub struct StoreError {
     pub message: String,
 }
 
+/// What a batch of event writes did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PutOutcome {
+    /// Items written (idempotently: a rewrite of the same key counts again).
+    pub written: u64,
+    /// Items the table rejected as invalid (isolated from their batch, which was stored):
+    /// the index in the input and the store's reason. The caller keeps them elsewhere.
+    pub rejected: Vec<(usize, String)>,
+}
+
 /// The events table.
 pub trait EventStore: Send + Sync {
-    /// Writes the events (idempotently: same key, same content); returns how many were written.
+    /// Writes the events (idempotently: same key, same content). An item the table rejects as
+    /// invalid never fails the others: it is reported in [`PutOutcome::rejected`].
     fn put_events(
         &self,
         events: &[NormalizedEvent],
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
 }
 
 /// What the control table holds for one region/source.
@@ -82,77 +95,175 @@ pub struct SourceState {
     pub processing_status: Option<String>,
 }
 
-/// The control table: checkpoints, per-source status and run records.
+impl SourceState {
+    /// Whether an operator paused the source (`processing_status = paused`).
+    pub fn is_paused(&self) -> bool {
+        self.processing_status.as_deref() == Some("paused")
+    }
+}
+
+/// The answer to a lease request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaseOutcome {
+    /// The caller holds the lease until `expires` (taken, renewed, or taken over after expiry).
+    Acquired { expires: DateTime<Utc> },
+    /// Someone else holds an unexpired lease.
+    Held {
+        holder: String,
+        expires: DateTime<Utc>,
+    },
+}
+
+/// The record of one exported date (`export#YYYY-MM-DD`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRecord {
+    pub rows: u64,
+    pub keys: Vec<String>,
+    pub exported_at: DateTime<Utc>,
+}
+
+/// The control table: checkpoints, per-source status, leases, export progress, dirty dates
+/// and run records.
 pub trait ControlStore: Send + Sync {
     fn source_state(
         &self,
         key: &str,
     ) -> impl Future<Output = Result<SourceState, StoreError>> + Send;
     /// Records a stored slice: moves the checkpoint forward (never back, even under races)
-    /// when `checkpoint` is given, and adds `stored` to the running count.
+    /// when `checkpoint` is given, adds `stored` to the running count, and clears an `error`
+    /// status (a `paused` status is left alone). Returns the state after the update, so the
+    /// caller sees a pause set while it was reading.
     fn record_slice(
         &self,
         key: &str,
         checkpoint: Option<DateTime<Utc>>,
         stored: u64,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records a source's failure (`last_error`, status `error`).
+    ) -> impl Future<Output = Result<SourceState, StoreError>> + Send;
+    /// Records a source's failure (`last_error`, status `error`; a pause is kept).
     fn record_error(
         &self,
         key: &str,
         error: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes, renews or (once expired) takes over the lease `lease#<name>` for `holder`
+    /// until `now + duration`. A conditional write: two callers never both hold it.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        duration: chrono::Duration,
+    ) -> impl Future<Output = Result<LeaseOutcome, StoreError>> + Send;
+    /// Gives a lease back (only if `holder` still holds it).
+    fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a run record (`run#<id>`) and points `run#latest` at it.
     fn put_run(&self, summary: &RunSummary) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The newest date exported by the scheduled export (`export#latest`).
-    fn last_export(
+    fn last_export(&self) -> impl Future<Output = Result<Option<NaiveDate>, StoreError>> + Send;
+    /// A date's export record, if it was exported.
+    fn export_record(
         &self,
-    ) -> impl Future<Output = Result<Option<chrono::NaiveDate>, StoreError>> + Send;
-    /// Records a date's export (`export#YYYY-MM-DD`) and moves `export#latest` forward.
+        date: NaiveDate,
+    ) -> impl Future<Output = Result<Option<ExportRecord>, StoreError>> + Send;
+    /// Records a date's export (`export#YYYY-MM-DD`) and moves `export#latest` forward
+    /// (never back).
     fn record_export(
         &self,
-        date: chrono::NaiveDate,
+        date: NaiveDate,
         rows: u64,
         keys: &[String],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks dates dirty: events were stored for them. Each mark bumps the date's sequence
+    /// number (one atomic update of one item), so an export that read the date before the
+    /// mark cannot clear it.
+    fn mark_dirty(
+        &self,
+        dates: &[NaiveDate],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The dirty dates with their current sequence numbers (a consistent read).
+    fn dirty_dates(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<NaiveDate, u64>, StoreError>> + Send;
+    /// Clears a date's dirty mark if its sequence number is still `seq`; `false` when it was
+    /// marked again since (the date stays dirty and is exported again).
+    fn clear_dirty(
+        &self,
+        date: NaiveDate,
+        seq: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// The events table, read one day partition at a time (Query on `event_date`, never a Scan).
+/// The events table, read one day partition at a time (Query on `event_date`, never a Scan,
+/// always with ConsistentRead).
 pub trait EventReader: Send + Sync {
-    /// One page of a day's events, and the key to continue from.
+    /// One page of a day's events in `event_id` order, starting after `after`, and the
+    /// `event_id` to continue after (`None` at the end).
     fn day_page(
         &self,
-        date: chrono::NaiveDate,
-        start: Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+        date: NaiveDate,
+        after: Option<String>,
     ) -> impl Future<Output = Result<DayPage, StoreError>> + Send;
 }
 
 /// A page of one day's events.
+#[derive(Debug, Clone, Default)]
 pub struct DayPage {
     pub events: Vec<NormalizedEvent>,
-    pub next: Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    pub next: Option<String>,
 }
 
-/// The analytics bucket.
+/// What a bucket knows of one object.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// User metadata (`x-amz-meta-*`), names in lower case.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A bucket (the analytics bucket: exports, and full raw records under the raw prefix).
 pub trait ObjectStore: Send + Sync {
     /// Every key under a prefix.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
-    /// Deletes keys.
-    fn delete(&self, keys: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Uploads a local file.
+    /// An object's size and metadata; `None` when it does not exist.
+    fn head(&self, key: &str)
+        -> impl Future<Output = Result<Option<ObjectInfo>, StoreError>> + Send;
+    /// Uploads a local file with user metadata, atomically: one PUT, or one multipart upload
+    /// for large files (the object appears whole or not at all; a failed upload is aborted
+    /// and leaves the previous version in place).
     fn put_file(
         &self,
         key: &str,
         path: &std::path::Path,
+        metadata: &[(String, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Uploads bytes (one PUT).
+    fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// EC2 DescribeRegions.
 pub trait RegionLister: Send + Sync {
     fn regions(&self) -> impl Future<Output = Result<Vec<RegionInfo>, StoreError>> + Send;
+}
+
+/// What happened to an alert whose publish failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// Back to `pending`, for a later attempt.
+    Pending,
+    /// Its attempts are used up: now `failed` (kept, counted, visible to the operator).
+    Failed,
 }
 
 /// The alerts table, used as an outbox.
@@ -162,8 +273,9 @@ pub trait AlertStore: Send + Sync {
         &self,
         alert: &iamtrail_core::outbox::AlertRecord,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Alerts waiting for delivery, oldest first: `pending` ones, and `sending` ones whose
-    /// claim is older than `stale_before` (a delivery that died).
+    /// Alerts waiting for delivery, highest severity first and newest first within a
+    /// severity: `pending` ones, and `sending` ones whose claim is older than `stale_before`
+    /// (a delivery that died). At most `limit`.
     fn deliverable(
         &self,
         limit: usize,
@@ -184,12 +296,16 @@ pub trait AlertStore: Send + Sync {
         message_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Puts a claimed alert back to `pending` after a failed delivery, with the error.
+    /// After a failed publish: counts the attempt and records the error; the alert goes back
+    /// to `pending`, or to `failed` once `max_attempts` attempts have failed.
     fn release(
         &self,
         alert: &iamtrail_core::outbox::AlertRecord,
         error: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        max_attempts: u32,
+    ) -> impl Future<Output = Result<Released, StoreError>> + Send;
+    /// How many alerts are `failed` (for the run summary and the operator).
+    fn failed_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// A notification: SNS subject, plain-text body and message attributes.

@@ -1,10 +1,13 @@
-//! S3 adapter: the analytics bucket.
+//! S3 adapter: the analytics bucket (exports, and full raw records under the raw prefix).
+
+use std::collections::BTreeMap;
+use std::io::Read;
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use crate::ports::{ObjectStore, StoreError};
+use crate::ports::{ObjectInfo, ObjectStore, StoreError};
 
 fn error(operation: &'static str, e: impl std::error::Error) -> StoreError {
     StoreError {
@@ -13,20 +16,117 @@ fn error(operation: &'static str, e: impl std::error::Error) -> StoreError {
     }
 }
 
-/// One bucket.
+/// One bucket. Files larger than `part_size` are uploaded as one multipart upload in parts of
+/// that size: S3 makes the object visible only when the upload completes, so a reader sees the
+/// old version or the new one, never a part.
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
+    part_size: u64,
 }
 
 impl S3Store {
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, part_size: u64) -> Self {
         S3Store {
             client,
             bucket: bucket.into(),
+            part_size: part_size.max(1),
         }
     }
+
+    async fn multipart(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        metadata: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(PARQUET_TYPE)
+            .set_metadata(Some(metadata.iter().cloned().collect()))
+            .send()
+            .await
+            .map_err(|e| error("s3:CreateMultipartUpload", e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let result = self.upload_parts(key, path, &upload_id).await;
+        if result.is_err() {
+            // Best effort: the bucket's lifecycle rule also aborts incomplete uploads.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        upload_id: &str,
+    ) -> Result<(), StoreError> {
+        let read_error = |e: std::io::Error| StoreError {
+            operation: "read export file",
+            message: format!("{}: {e}", path.display()),
+        };
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let mut parts = Vec::new();
+        for number in 1.. {
+            let mut chunk = Vec::with_capacity(self.part_size as usize);
+            (&mut file)
+                .take(self.part_size)
+                .read_to_end(&mut chunk)
+                .map_err(read_error)?;
+            if chunk.is_empty() && number > 1 {
+                break;
+            }
+            let last = (chunk.len() as u64) < self.part_size;
+            let out = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk))
+                .send()
+                .await
+                .map_err(|e| error("s3:UploadPart", e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(String::from))
+                    .build(),
+            );
+            if last {
+                break;
+            }
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| error("s3:CompleteMultipartUpload", e))?;
+        Ok(())
+    }
 }
+
+const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
 
 impl ObjectStore for S3Store {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -54,41 +154,46 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
-        for chunk in keys.chunks(1000) {
-            let objects = chunk
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| error("s3:DeleteObjects", e))?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| error("s3:DeleteObjects", e))?;
-            let out = self
-                .client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| error("s3:DeleteObjects", e))?;
-            if let Some(failed) = out.errors().first() {
-                return Err(StoreError {
-                    operation: "s3:DeleteObjects",
-                    message: format!(
-                        "{}: {}",
-                        failed.key().unwrap_or("?"),
-                        failed.message().unwrap_or("failed")
-                    ),
-                });
-            }
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                metadata: out
+                    .metadata()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect::<BTreeMap<_, _>>()
+                    })
+                    .unwrap_or_default(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(error("s3:HeadObject", e)),
         }
-        Ok(())
     }
 
-    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        metadata: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let size = std::fs::metadata(path)
+            .map_err(|e| StoreError {
+                operation: "read export file",
+                message: format!("{}: {e}", path.display()),
+            })?
+            .len();
+        if size > self.part_size {
+            return self.multipart(key, path, metadata).await;
+        }
         let body = ByteStream::from_path(path)
             .await
             .map_err(|e| error("read export file", e))?;
@@ -97,7 +202,26 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .body(body)
-            .content_type("application/vnd.apache.parquet")
+            .content_type(PARQUET_TYPE)
+            .set_metadata(Some(metadata.iter().cloned().collect()))
+            .send()
+            .await
+            .map_err(|e| error("s3:PutObject", e))?;
+        Ok(())
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .content_type(content_type)
             .send()
             .await
             .map_err(|e| error("s3:PutObject", e))?;

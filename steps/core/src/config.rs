@@ -58,6 +58,26 @@ pub struct Settings {
     pub partition_by_region: bool,
     /// `EXPORT_COMPRESSION`: `snappy` (default) or `zstd`.
     pub export_compression: String,
+    /// `MAX_COLLECT_INVOCATIONS`: most Collect invocations one work item gets in one execution
+    /// (the workflow's Collect loop cap, derived from the schedule by the template). An item
+    /// that reaches it ends with `capped`; the next run resumes from its checkpoint.
+    pub max_collect_invocations: u32,
+    /// `RUN_LEASE_SECONDS`: how long a scheduled execution holds the run lease (the state
+    /// machine's `TimeoutSeconds`): a second scheduled execution in that time is `skipped`.
+    pub run_lease: Duration,
+    /// `REGION_LEASE_SECONDS`: how long a collector's region lease lasts without renewal (it is
+    /// renewed after every stored slice); an expired lease may be taken over.
+    pub region_lease: Duration,
+    /// `ALERTS_TIME_BUDGET_SECONDS`: most time an EvaluateAlerts invocation spends delivering.
+    pub alerts_time_budget: std::time::Duration,
+    /// `ALERT_MAX_ATTEMPTS`: failed publishes after which an alert becomes `failed`.
+    pub alert_max_attempts: u32,
+    /// `EXPORT_TIME_BUDGET_SECONDS`: most time an Export invocation spends before it stops
+    /// between dates with `more: true`.
+    pub export_time_budget: std::time::Duration,
+    /// `EXPORT_PART_SIZE_BYTES`: export files larger than this are uploaded in parts of this
+    /// size (one multipart upload: the object appears whole or not at all).
+    pub export_part_size: u64,
 }
 
 /// CloudTrail keeps 90 days of event history.
@@ -149,6 +169,8 @@ impl Settings {
             },
         };
         let retention = number("RETENTION_DAYS", 0, 0, 36500)? as u32;
+        let collect_time_budget =
+            std::time::Duration::from_secs(number("COLLECT_TIME_BUDGET_SECONDS", 780, 1, 3600)?);
         Ok(Settings {
             events_table: get("EVENTS_TABLE").unwrap_or_else(|| "iamtrail-events".into()),
             control_table: get("CONTROL_TABLE").unwrap_or_else(|| "iamtrail-control".into()),
@@ -178,12 +200,7 @@ impl Settings {
             normalize: NormalizeOptions {
                 retention_days: (retention > 0).then_some(retention),
             },
-            collect_time_budget: std::time::Duration::from_secs(number(
-                "COLLECT_TIME_BUDGET_SECONDS",
-                780,
-                1,
-                3600,
-            )?),
+            collect_time_budget,
             lookup_rate_per_second: rate,
             alerts_enabled: flag("ALERTS_ENABLED", true)?,
             alerts_topic_arn: get("ALERTS_TOPIC_ARN"),
@@ -201,6 +218,33 @@ impl Settings {
                     })
                 }
             },
+            max_collect_invocations: number("MAX_COLLECT_INVOCATIONS", 4, 1, 1000)? as u32,
+            run_lease: Duration::seconds(number("RUN_LEASE_SECONDS", 3300, 10, 7 * 86400)? as i64),
+            region_lease: Duration::seconds(number(
+                "REGION_LEASE_SECONDS",
+                collect_time_budget.as_secs() + 120,
+                5,
+                86400,
+            )? as i64),
+            alerts_time_budget: std::time::Duration::from_secs(number(
+                "ALERTS_TIME_BUDGET_SECONDS",
+                90,
+                1,
+                900,
+            )?),
+            alert_max_attempts: number("ALERT_MAX_ATTEMPTS", 5, 1, 100)? as u32,
+            export_time_budget: std::time::Duration::from_secs(number(
+                "EXPORT_TIME_BUDGET_SECONDS",
+                780,
+                1,
+                3600,
+            )?),
+            export_part_size: number(
+                "EXPORT_PART_SIZE_BYTES",
+                64 * 1024 * 1024,
+                1024,
+                5 * 1024 * 1024 * 1024,
+            )?,
         })
     }
 

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::source::Source;
+use crate::window::Window;
 
 /// How a run reads CloudTrail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -42,6 +44,10 @@ pub struct ExecutionInput {
     /// With mode `export`: the dates (`YYYY-MM-DD`) to export again.
     #[serde(default)]
     pub dates: Option<Vec<String>>,
+    /// With mode `export`: replace a date's file even when the new one has fewer rows (for
+    /// example after its events expired from DynamoDB).
+    #[serde(default)]
+    pub force: Option<bool>,
 }
 
 /// ListTargets' payload, as the state machine sends it.
@@ -66,7 +72,14 @@ pub struct ListTargetsOutput {
     pub warnings: Vec<String>,
     /// Mode `export`: the dates to export.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub export_dates: Vec<String>,
+    pub export_dates: Vec<NaiveDate>,
+    /// Mode `export`: replace files even with fewer rows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// Why this execution collects nothing: a scheduled run that found the previous one still
+    /// holding the run lease. The workflow ends at once with status `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// One Map item: a region and the sources to read there, in turn (they share the region's
@@ -78,11 +91,11 @@ pub struct WorkItem {
     pub region: String,
     pub sources: Vec<Source>,
     pub mode: Mode,
-    /// Backfill range (RFC 3339), absent for incremental runs.
+    /// Backfill range, absent for incremental runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<String>,
+    pub start: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end: Option<String>,
+    pub end: Option<DateTime<Utc>>,
     /// Progress per source, cumulative over the invocations of this item.
     #[serde(default)]
     pub progress: BTreeMap<Source, SourceProgress>,
@@ -92,6 +105,14 @@ pub struct WorkItem {
     /// Collect invocations spent on this item so far.
     #[serde(default)]
     pub invocations: u32,
+    /// True when the item reached the run's cap on Collect invocations
+    /// (`MAX_COLLECT_INVOCATIONS`) with work left: the next run resumes from the checkpoints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capped: bool,
+    /// Invocations that ended waiting for the region's lease (another collector was reading
+    /// the region).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lease_waits: u32,
 }
 
 /// Counters of one region/source (or of a whole run, summed).
@@ -118,6 +139,13 @@ pub struct Counts {
     /// Alerts queued in the outbox (new (event, rule) pairs).
     #[serde(default)]
     pub alerts_queued: u64,
+    /// Records DynamoDB rejected even in their minimal form: kept only in S3 (raw prefix).
+    #[serde(default)]
+    pub rejected: u64,
+    /// Full original records written to S3 because the stored item had to be cut or could not
+    /// be stored.
+    #[serde(default)]
+    pub raw_kept: u64,
 }
 
 impl Counts {
@@ -133,6 +161,8 @@ impl Counts {
         self.throttled += other.throttled;
         self.slices += other.slices;
         self.alerts_queued += other.alerts_queued;
+        self.rejected += other.rejected;
+        self.raw_kept += other.raw_kept;
     }
 
     /// Every filtered event.
@@ -144,17 +174,20 @@ impl Counts {
 /// Progress of one source within a work item.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct SourceProgress {
-    /// The window fixed at the item's first invocation (RFC 3339).
-    pub window_start: String,
-    pub window_end: String,
+    /// The window fixed at the item's first invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
     /// End of the last fully stored slice: where the next invocation resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<String>,
+    pub cursor: Option<DateTime<Utc>>,
     pub done: bool,
     pub counts: Counts,
     /// The checkpoint after this item (absent when none exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<String>,
+    pub checkpoint: Option<DateTime<Utc>>,
+    /// Things the operator should know (e.g. a checkpoint older than CloudTrail's history).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Why the source failed, if it did (the others go on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -183,6 +216,10 @@ pub struct AggregateInput {
     /// Map results: work items, or `{region, sources, failed: true, error: {Error, Cause}}`
     /// for an item whose Collect failed after its retries.
     pub results: Vec<serde_json::Value>,
+    /// Every enabled region (from ListTargets): export due dates are decided from the stored
+    /// checkpoints of every enabled region/source, not only those of this run.
+    #[serde(default)]
+    pub enabled_regions: Vec<String>,
 }
 
 /// One failed region or source in a run summary.
@@ -201,11 +238,13 @@ pub struct TargetSummary {
     pub source: Source,
     pub counts: Counts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<String>,
+    pub checkpoint: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Aggregate's result, also stored as the run record.
@@ -223,11 +262,15 @@ pub struct RunSummary {
     pub errors: Vec<RunError>,
     /// Collect invocations (more than one per item when the time budget was hit).
     pub collect_invocations: u64,
-    pub finished_at: String,
+    /// Regions whose item reached the Collect invocation cap with work left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped_regions: Vec<String>,
+    pub finished_at: DateTime<Utc>,
     /// Whether dates are due for export (the workflow's Choice reads it).
     #[serde(default)]
     pub export_due: bool,
-    /// The dates due for export (`YYYY-MM-DD`).
+    /// The dates due for export: new complete dates and dirty ones (already exported, with
+    /// events stored since).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub export_dates: Vec<String>,
+    pub export_dates: Vec<NaiveDate>,
 }

@@ -20,6 +20,9 @@ pub mod status {
     pub const SENDING: &str = "sending";
     /// Delivered; carries the SNS message id.
     pub const SENT: &str = "sent";
+    /// Publishing failed `ALERT_MAX_ATTEMPTS` times: kept with its last error and counted,
+    /// never retried by itself (an operator can set it back to `pending`).
+    pub const FAILED: &str = "failed";
 }
 
 /// One alert in the outbox.
@@ -44,9 +47,38 @@ pub struct AlertRecord {
     /// Epoch seconds at which DynamoDB may expire the record: set when it is sent (sent + 30
     /// days). A pending alert never expires, so an undeliverable one stays visible.
     pub ttl: Option<i64>,
+    /// Failed publish attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last publish error.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 impl AlertRecord {
+    /// Delivery order: higher is delivered first (CRITICAL, HIGH, MEDIUM, LOW, anything else).
+    pub fn severity_rank(&self) -> u8 {
+        match self.severity.as_str() {
+            "CRITICAL" => 4,
+            "HIGH" => 3,
+            "MEDIUM" => 2,
+            "LOW" => 1,
+            _ => 0,
+        }
+    }
+
+    /// Sorts alerts into delivery order: highest severity first, newest event first within a
+    /// severity (so a fresh CRITICAL alert is never stuck behind old failing ones).
+    pub fn sort_for_delivery(alerts: &mut [AlertRecord]) {
+        alerts.sort_by(|a, b| {
+            b.severity_rank()
+                .cmp(&a.severity_rank())
+                .then_with(|| b.event_time.cmp(&a.event_time))
+                .then_with(|| a.event_id.cmp(&b.event_id))
+                .then_with(|| a.alert_type.cmp(&b.alert_type))
+        });
+    }
+
     /// The SNS message attributes subscribers filter on: `severity`, `rule_id`, `event_name`.
     pub fn message_attributes(&self) -> Vec<(String, String)> {
         vec![
@@ -74,6 +106,8 @@ pub fn alert_record(m: &AlertMatch, event: &NormalizedEvent, now: DateTime<Utc>)
         status: status::PENDING.to_string(),
         created_at: format_time(now),
         ttl: None,
+        attempts: 0,
+        last_error: None,
     }
 }
 

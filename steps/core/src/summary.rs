@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::contract::{AggregateInput, Counts, RunError, RunSummary, TargetSummary, WorkItem};
-use crate::record::format_time;
 
 /// Sums the Map results. A result that is a failed item (`failed: true`, caught by the
 /// workflow) or that cannot be read is reported as an error of its region; the others count.
@@ -16,6 +15,7 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
     let mut errors = Vec::new();
     let mut targets = Vec::new();
     let mut invocations = 0u64;
+    let mut capped_regions = Vec::new();
     for result in &input.results {
         let region = result
             .get("region")
@@ -42,6 +42,9 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
             }
         };
         invocations += u64::from(item.invocations);
+        if item.capped {
+            capped_regions.push(item.region.clone());
+        }
         for (source, progress) in &item.progress {
             totals.add(&progress.counts);
             per_source
@@ -52,9 +55,10 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
                 region: item.region.clone(),
                 source: *source,
                 counts: progress.counts,
-                checkpoint: progress.checkpoint.clone(),
+                checkpoint: progress.checkpoint,
                 error: progress.error.clone(),
                 skipped: progress.skipped.clone(),
+                warnings: progress.warnings.clone(),
             });
             if let Some(error) = &progress.error {
                 errors.push(RunError {
@@ -80,7 +84,8 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
         targets,
         errors,
         collect_invocations: invocations,
-        finished_at: format_time(now),
+        capped_regions,
+        finished_at: now,
         export_due: false,
         export_dates: Vec::new(),
     }
@@ -154,6 +159,7 @@ mod tests {
             run_id: "r".into(),
             mode: Mode::Incremental,
             execution: None,
+            enabled_regions: vec![],
             results: vec![
                 serde_json::to_value(&item).unwrap(),
                 failed,

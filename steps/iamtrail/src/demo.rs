@@ -1,7 +1,7 @@
 //! The local demo: the whole job on the local stack over a CloudTrail dataset, printed as a
 //! person would want to read it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -220,19 +220,15 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
         settings.events_table
     );
     if options.show_events > 0 {
-        let dates: BTreeSet<String> = last
+        let newest = last
             .iter()
             .flat_map(|s| s.targets.iter())
             .filter(|t| t.counts.stored > 0)
-            .filter_map(|t| t.checkpoint.clone())
-            .collect();
+            .filter_map(|t| t.checkpoint)
+            .max();
         let mut items = Vec::new();
         // The stored events' days: walk back from the newest checkpoint's day.
-        if let Some(newest) = dates
-            .iter()
-            .max()
-            .and_then(|c| iamtrail_core::record::parse_time(c))
-        {
+        if let Some(newest) = newest {
             for back in 0..7 {
                 let day = (newest - chrono::Duration::days(back))
                     .format("%Y-%m-%d")

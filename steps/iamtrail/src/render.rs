@@ -67,7 +67,11 @@ pub fn run_table(summary: &RunSummary) -> Table {
             num(c.malformed),
             num(c.requests),
             num(c.throttled),
-            Cell::new(t.checkpoint.as_deref().unwrap_or("-")),
+            Cell::new(
+                t.checkpoint
+                    .map(iamtrail_core::record::format_time)
+                    .unwrap_or_else(|| "-".into()),
+            ),
             status,
         ]);
     }

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use iamtrail_core::contract::{AggregateInput, RunSummary};
 use iamtrail_core::export::due_dates;
-use iamtrail_core::record::parse_time;
 use iamtrail_core::summary::summarize;
 use iamtrail_core::Settings;
 
@@ -24,17 +23,14 @@ pub async fn aggregate<C: ControlStore>(
         .targets
         .iter()
         .filter(|t| t.skipped.is_none())
-        .map(|t| t.checkpoint.as_deref().and_then(parse_time))
+        .map(|t| t.checkpoint)
         .collect();
     if let Some(checkpoints) = checkpoints.filter(|c| !c.is_empty()) {
         let last = control.last_export().await.map_err(StepError::aws)?;
         let earliest = (now - settings.initial_lookback).date_naive();
         let dates = due_dates(&checkpoints, last, earliest, settings.settle);
         summary.export_due = !dates.is_empty();
-        summary.export_dates = dates
-            .iter()
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .collect();
+        summary.export_dates = dates;
     }
     for error in &summary.errors {
         tracing::error!(region = %error.region, source = ?error.source, error = %error.error, "run error");

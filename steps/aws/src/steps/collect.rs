@@ -14,7 +14,7 @@ use iamtrail_core::contract::{Counts, Mode, SourceProgress, WorkItem};
 use iamtrail_core::filter::FilterReason;
 use iamtrail_core::normalize::{normalize_unparsed, EventSummary};
 use iamtrail_core::outbox::{alert_record, is_alertable};
-use iamtrail_core::record::{format_time, parse_time, CloudTrailRecord};
+use iamtrail_core::record::{parse_time, CloudTrailRecord};
 use iamtrail_core::rules::evaluate;
 use iamtrail_core::source::checkpoint_key;
 use iamtrail_core::window::{advance_checkpoint, backfill_window, incremental_window, Window};
@@ -133,13 +133,6 @@ where
     Ok(item)
 }
 
-fn parse_item_time(text: &Option<String>, name: &str) -> Result<DateTime<Utc>, StepError> {
-    let text = text
-        .as_deref()
-        .ok_or_else(|| StepError::invalid_input(format!("a backfill item needs {name}")))?;
-    parse_time(text)
-        .ok_or_else(|| StepError::invalid_input(format!("{name} {text:?} is not an RFC 3339 time")))
-}
 
 async fn collect_source<S, E, C, A>(
     item: &WorkItem,
@@ -167,8 +160,8 @@ where
         return Ok(());
     }
     let mut checkpoint = state.checkpoint;
-    progress.checkpoint = checkpoint.map(format_time);
-    if progress.window_start.is_empty() {
+    progress.checkpoint = checkpoint;
+    if progress.window.is_none() {
         let window = match item.mode {
             Mode::Incremental => incremental_window(checkpoint, now, deps.settings),
             Mode::Export => {
@@ -177,28 +170,20 @@ where
                 ))
             }
             Mode::Backfill => {
-                let start = parse_item_time(&item.start, "start")
-                    .map_err(|e| Stop::Failed(e.to_string()))?;
-                let end =
-                    parse_item_time(&item.end, "end").map_err(|e| Stop::Failed(e.to_string()))?;
+                let (Some(start), Some(end)) = (item.start, item.end) else {
+                    return Err(Stop::Failed("a backfill item needs start and end".into()));
+                };
                 backfill_window(start, end, now, deps.settings)
                     .map_err(Stop::Failed)?
                     .0
             }
         };
-        progress.window_start = format_time(window.start);
-        progress.window_end = format_time(window.end);
+        progress.window = Some(window);
     }
-    let (Some(start), Some(end)) = (
-        parse_time(&progress.window_start),
-        parse_time(&progress.window_end),
-    ) else {
-        return Err(Stop::Failed(format!(
-            "unreadable window {} – {}",
-            progress.window_start, progress.window_end
-        )));
+    let Some(Window { start, end }) = progress.window else {
+        return Err(Stop::Failed("no window".into()));
     };
-    let resume = match progress.cursor.as_deref().and_then(parse_time) {
+    let resume = match progress.cursor {
         Some(cursor) => cursor + Duration::seconds(1),
         None => start,
     };
@@ -287,9 +272,9 @@ where
             .map_err(|e| Stop::Failed(e.to_string()))?;
         if let Some(cp) = new_checkpoint {
             checkpoint = Some(cp);
-            progress.checkpoint = Some(format_time(cp));
+            progress.checkpoint = Some(cp);
         }
-        progress.cursor = Some(format_time(slice.end));
+        progress.cursor = Some(slice.end);
     }
     Ok(())
 }
@@ -426,12 +411,12 @@ where
     if items.is_empty() {
         return Ok(());
     }
-    let written = deps
+    let outcome = deps
         .events
         .put_events(&items)
         .await
         .map_err(|e| Stop::Failed(e.to_string()))?;
-    counts.stored += written;
+    counts.stored += outcome.written;
     queue_alerts(&items, deps.alerts, counts).await
 }
 

@@ -90,7 +90,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
             Err(e) => {
                 tracing::error!(event_id = %alert.event_id, rule = %alert.rule_id, error = %e, "alert publish failed; left pending");
                 store
-                    .release(&alert, &e.to_string())
+                    .release(&alert, &e.to_string(), settings.alert_max_attempts)
                     .await
                     .map_err(StepError::aws)?;
                 delivery.failed += 1;

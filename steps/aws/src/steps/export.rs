@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use iamtrail_core::export::{date_prefix, object_key, parse_date};
+use iamtrail_core::export::object_key;
 use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +25,7 @@ pub struct ExportInput {
     #[serde(default)]
     pub run_id: Option<String>,
     #[serde(default)]
-    pub export_dates: Vec<String>,
+    pub export_dates: Vec<NaiveDate>,
 }
 
 /// One exported date.
@@ -60,12 +60,7 @@ where
     C: ControlStore,
 {
     let codec = compression(&settings.export_compression).map_err(StepError::config)?;
-    let mut dates = Vec::new();
-    for text in &input.export_dates {
-        dates.push(parse_date(text).ok_or_else(|| {
-            StepError::invalid_input(format!("export date {text:?} is not YYYY-MM-DD"))
-        })?);
-    }
+    let dates = input.export_dates.clone();
     let mut out = ExportOutput::default();
     for date in dates {
         let done = export_date(date, reader, objects, settings, codec, now).await?;
@@ -137,18 +132,9 @@ async fn export_date<R: EventReader, O: ObjectStore>(
         rows += sink.finish().map_err(StepError::aws)?;
         files.push((object_key(date, region.as_deref(), now), path));
     }
-    // Replace the date: old objects out first (a re-export never leaves two copies of a row).
-    let old = objects
-        .list(&date_prefix(date, None))
-        .await
-        .map_err(StepError::aws)?;
     let new_keys: Vec<String> = files.iter().map(|(k, _)| k.clone()).collect();
-    let stale: Vec<String> = old.into_iter().filter(|k| !new_keys.contains(k)).collect();
-    if !stale.is_empty() {
-        objects.delete(&stale).await.map_err(StepError::aws)?;
-    }
     for (key, path) in &files {
-        objects.put_file(key, path).await.map_err(StepError::aws)?;
+        objects.put_file(key, path, &[]).await.map_err(StepError::aws)?;
     }
     Ok(DateExport {
         date: date.format("%Y-%m-%d").to_string(),

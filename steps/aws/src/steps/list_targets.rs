@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use iamtrail_core::contract::{
     ExecutionInput, ListTargetsInput, ListTargetsOutput, Mode, WorkItem,
 };
-use iamtrail_core::record::{format_time, parse_time};
+use iamtrail_core::record::parse_time;
 use iamtrail_core::targets::{is_enabled, plan_targets};
 use iamtrail_core::window::backfill_window;
 use iamtrail_core::{Settings, Source};
@@ -66,10 +66,11 @@ pub async fn list_targets<R: RegionLister>(
                         "date {d} is in the future"
                     )));
                 }
-                parsed.push(date.format("%Y-%m-%d").to_string());
+                parsed.push(date);
             }
             parsed.sort();
             parsed.dedup();
+            let force = request.force.unwrap_or(false);
             return Ok(ListTargetsOutput {
                 run_id,
                 mode,
@@ -77,6 +78,8 @@ pub async fn list_targets<R: RegionLister>(
                 enabled_regions: Vec::new(),
                 warnings,
                 export_dates: parsed,
+                force,
+                skipped: None,
             });
         }
         Mode::Incremental if has_range => {
@@ -101,7 +104,7 @@ pub async fn list_targets<R: RegionLister>(
             let (_, warning) =
                 backfill_window(start, end, now, settings).map_err(StepError::invalid_input)?;
             warnings.extend(warning);
-            (Some(format_time(start)), Some(format_time(end)))
+            (Some(start), Some(end))
         }
     };
     let only_sources = request
@@ -160,5 +163,7 @@ pub async fn list_targets<R: RegionLister>(
         enabled_regions: enabled,
         warnings,
         export_dates: Vec::new(),
+        force: false,
+        skipped: None,
     })
 }
