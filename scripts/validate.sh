@@ -52,7 +52,7 @@ check() {
 
 # --- ASL rendering -----------------------------------------------------------
 # Substitute every ${Name} the way SAM DefinitionSubstitutions does (plain text
-# replacement; MapMaxConcurrency goes in unquoted as a number), then require
+# replacement; the numbers (Map concurrency, timeout, loop caps) go in unquoted), then require
 # strict JSON with no ${...} left.
 render_asl() {
     "$PY" - "$ASL" "$RENDERED" <<'PYEOF'
@@ -62,8 +62,10 @@ src, dst = sys.argv[1], sys.argv[2]
 text = open(src, encoding="utf-8").read()
 
 def sample(name):
-    if name == "MapMaxConcurrency":
-        return "10"
+    numbers = {"MapMaxConcurrency": "10", "ExecutionTimeoutSeconds": "3300",
+               "MaxAlertInvocations": "5", "MaxExportInvocations": "10"}
+    if name in numbers:
+        return numbers[name]
     m = re.fullmatch(r"([A-Za-z0-9]+)FunctionArn", name)
     if m:  # ListTargetsFunctionArn -> ...:function:iamtrail-list-targets
         kebab = re.sub(r"(?<!^)(?=[A-Z])", "-", m.group(1)).lower()
