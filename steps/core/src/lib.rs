@@ -9,6 +9,7 @@ pub mod config;
 pub mod contract;
 pub mod export;
 pub mod filter;
+pub mod lookup;
 pub mod normalize;
 pub mod outbox;
 pub mod record;

@@ -88,6 +88,11 @@ pub struct NormalizedEvent {
     /// The unreadable record text, kept as data so nothing is lost.
     #[serde(default)]
     pub raw_record: Option<String>,
+    /// Where the full original record is kept in the analytics bucket (under
+    /// [`crate::raw::RAW_PREFIX`]) when this item had to be cut or could only be stored in a
+    /// minimal form.
+    #[serde(default)]
+    pub raw_s3_key: Option<String>,
 }
 
 /// Options of normalisation that come from configuration.
@@ -236,6 +241,7 @@ pub fn normalize(record: &CloudTrailRecord, options: NormalizeOptions) -> Normal
         original_size: None,
         parse_error: None,
         raw_record: None,
+        raw_s3_key: None,
     };
     fit_item(&mut event, ITEM_BUDGET_BYTES);
     event
@@ -315,6 +321,7 @@ impl NormalizedEvent {
             ("recipient_account_id", &self.recipient_account_id),
             ("parse_error", &self.parse_error),
             ("raw_record", &self.raw_record),
+            ("raw_s3_key", &self.raw_s3_key),
         ];
         for (name, value) in optional_strings {
             if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
@@ -362,12 +369,54 @@ impl NormalizedEvent {
 /// Marker appended to a truncated field.
 const TRUNCATION_MARK: &str = "…[truncated]";
 
+/// DynamoDB's size limit for a partition-key value; `user_name` and `event_name` are the
+/// partition keys of the table's two indexes, and DynamoDB rejects an item whose index key
+/// value is longer.
+pub const MAX_INDEX_KEY_BYTES: usize = 2048;
+
+/// Cuts `text` to at most `max` bytes (on a character boundary), the mark included.
+fn cut_to(text: &mut String, max: usize) {
+    let mut cut = max.saturating_sub(TRUNCATION_MARK.len());
+    while cut > 0 && !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(TRUNCATION_MARK);
+}
+
+fn present<'a>(
+    (name, field): (&'static str, &'a mut Option<String>),
+) -> Option<(&'static str, &'a mut String)> {
+    field.as_mut().map(|f| (name, f))
+}
+
+/// The longest of `fields` that can still be cut.
+fn largest<'a>(
+    fields: impl IntoIterator<Item = (&'static str, &'a mut String)>,
+) -> Option<(&'static str, &'a mut String)> {
+    fields
+        .into_iter()
+        .filter(|(_, f)| f.len() > TRUNCATION_MARK.len())
+        .max_by_key(|(_, f)| f.len())
+}
+
 /// Shrinks the largest free-text fields until the item fits `budget` bytes, recording which
-/// fields were cut and the original size. Keys and identity fields are never touched, so a
-/// truncated event is still found by every index and query.
+/// fields were cut and the original size. Keys are never touched, so a truncated event is
+/// still found by every index and query; identity fields are cut only when the free text is
+/// gone and one of them alone overflows the item. The index keys `user_name` and `event_name`
+/// are cut to [`MAX_INDEX_KEY_BYTES`] (real ones are far shorter).
 pub fn fit_item(event: &mut NormalizedEvent, budget: usize) {
     let original = event.dynamodb_size();
-    if original <= budget {
+    for (name, key) in [
+        ("user_name", &mut event.user_name),
+        ("event_name", &mut event.event_name),
+    ] {
+        if key.len() > MAX_INDEX_KEY_BYTES {
+            cut_to(key, MAX_INDEX_KEY_BYTES);
+            event.truncated_fields.push(name.to_string());
+        }
+    }
+    if event.truncated_fields.is_empty() && original <= budget {
         return;
     }
     event.original_size = Some(original);
@@ -376,7 +425,7 @@ pub fn fit_item(event: &mut NormalizedEvent, budget: usize) {
         if size <= budget {
             return;
         }
-        let fields: [(&'static str, &mut Option<String>); 6] = [
+        let free_text: [(&'static str, &mut Option<String>); 6] = [
             ("raw_record", &mut event.raw_record),
             ("request_parameters", &mut event.request_parameters),
             ("response_elements", &mut event.response_elements),
@@ -384,22 +433,35 @@ pub fn fit_item(event: &mut NormalizedEvent, budget: usize) {
             ("user_agent", &mut event.user_agent),
             ("error_message", &mut event.error_message),
         ];
-        let Some((name, field)) = fields
-            .into_iter()
-            .filter(|(_, f)| f.as_ref().is_some_and(|s| s.len() > TRUNCATION_MARK.len()))
-            .max_by_key(|(_, f)| f.as_ref().map_or(0, String::len))
-        else {
+        let last_resort: [(&'static str, &mut Option<String>); 12] = [
+            ("user_arn", &mut event.user_arn),
+            ("principal_id", &mut event.principal_id),
+            ("account_id", &mut event.account_id),
+            ("access_key_id", &mut event.access_key_id),
+            ("session_issuer", &mut event.session_issuer),
+            ("session_issuer_arn", &mut event.session_issuer_arn),
+            ("invoked_by", &mut event.invoked_by),
+            ("user_identity_type", &mut event.user_identity_type),
+            ("source_ip", &mut event.source_ip),
+            ("error_code", &mut event.error_code),
+            ("recipient_account_id", &mut event.recipient_account_id),
+            ("parse_error", &mut event.parse_error),
+        ];
+        let chosen = match largest(free_text.into_iter().filter_map(present)) {
+            Some(field) => Some(field),
+            None => largest(last_resort.into_iter().filter_map(present).chain([
+                ("event_source", &mut event.event_source),
+                ("aws_region", &mut event.aws_region),
+            ])),
+        };
+        let Some((name, text)) = chosen else {
             return; // nothing left to cut: the caller sees the size and reports it
         };
-        let text = field.as_mut().expect("filtered to Some");
         let excess = size - budget + TRUNCATION_MARK.len() + 16;
-        let keep = text.len().saturating_sub(excess);
-        let mut cut = keep;
-        while cut > 0 && !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str(TRUNCATION_MARK);
+        cut_to(
+            text,
+            text.len().saturating_sub(excess) + TRUNCATION_MARK.len(),
+        );
         if !event.truncated_fields.iter().any(|f| f == name) {
             event.truncated_fields.push(name.to_string());
         }
@@ -590,6 +652,62 @@ mod tests {
         let e = normalize(&record(v), NormalizeOptions::default());
         assert!(e.dynamodb_size() <= ITEM_BUDGET_BYTES);
         assert!(e.truncated_fields.len() >= 2, "{:?}", e.truncated_fields);
+    }
+
+    #[test]
+    fn oversized_identity_fields_and_index_keys_are_cut() {
+        // Found by tests/fuzz_records.rs: only the free-text fields were cut, so a huge
+        // userIdentity.arn (or sourceIPAddress, errorCode, ...) left the item over 400 KB,
+        // and a userName or eventName over 2048 bytes made an index key DynamoDB rejects.
+        let mut v = base(
+            "GetUser",
+            json!({"type": "IAMUser", "userName": "n".repeat(5000),
+                   "arn": format!("arn:aws:iam::1:user/{}", "a".repeat(700 * 1024))}),
+        );
+        v["eventName"] = json!("E".repeat(3000));
+        v["sourceIPAddress"] = json!("1".repeat(200 * 1024));
+        v["requestParameters"] = json!({"p": "r".repeat(1000)});
+        let e = normalize(&record(v), NormalizeOptions::default());
+        // Free text goes first, whole; then the largest identity field, only as far as needed.
+        assert_eq!(e.request_parameters.as_deref(), Some(TRUNCATION_MARK));
+        assert_eq!(e.source_ip.as_ref().map(String::len), Some(200 * 1024));
+        assert!(
+            e.dynamodb_size() <= ITEM_BUDGET_BYTES,
+            "{}",
+            e.dynamodb_size()
+        );
+        assert!(e.user_name.len() <= MAX_INDEX_KEY_BYTES && e.user_name.starts_with("nnn"));
+        assert!(e.event_name.len() <= MAX_INDEX_KEY_BYTES);
+        assert!(e.user_name.ends_with(TRUNCATION_MARK));
+        for f in ["user_name", "event_name", "request_parameters", "user_arn"] {
+            assert!(
+                e.truncated_fields.iter().any(|t| t == f),
+                "{f}: {:?}",
+                e.truncated_fields
+            );
+        }
+        assert!(e
+            .user_arn
+            .as_ref()
+            .unwrap()
+            .starts_with("arn:aws:iam::1:user/aaa"));
+        assert!(e.original_size.unwrap() > 900 * 1024);
+        // Index keys alone: cut even though the item is small.
+        let mut v = base(
+            "GetUser",
+            json!({"userName": "u".repeat(MAX_INDEX_KEY_BYTES + 1)}),
+        );
+        v["requestParameters"] = json!({"p": "kept"});
+        let e = normalize(&record(v), NormalizeOptions::default());
+        assert_eq!(e.truncated_fields, vec!["user_name".to_string()]);
+        assert_eq!(e.request_parameters.as_deref(), Some(r#"{"p":"kept"}"#));
+        assert!(e.original_size.is_some());
+        // Exactly at the limit is untouched.
+        let v = base(
+            "GetUser",
+            json!({"userName": "u".repeat(MAX_INDEX_KEY_BYTES)}),
+        );
+        assert!(!normalize(&record(v), NormalizeOptions::default()).is_truncated());
     }
 
     #[test]

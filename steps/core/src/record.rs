@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -200,10 +200,16 @@ impl CloudTrailRecord {
 }
 
 /// Parses a CloudTrail timestamp (RFC 3339; CloudTrail writes `YYYY-MM-DDTHH:MM:SSZ`).
+///
+/// Only times whose UTC year has four digits are accepted: an offset can move
+/// `9999-12-31T23:30:00-01:00` into year 10000 (or `0000-01-01T00:30:00+01:00` into year -1),
+/// which [`format_time`] writes as `+10000-…`/`-0001-…`, not a `YYYY-MM-DD` partition key and
+/// not text that sorts or parses back.
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
 /// Formats a time the way every table and checkpoint stores it: `YYYY-MM-DDTHH:MM:SSZ`
@@ -328,6 +334,27 @@ mod tests {
         v["eventTime"] = json!("yesterday");
         let err = CloudTrailRecord::from_value(v).unwrap_err();
         assert!(err.to_string().contains("yesterday"));
+    }
+
+    #[test]
+    fn times_outside_four_digit_utc_years_are_rejected() {
+        // Found by tests/fuzz_records.rs: these became event_date "+10000-01-01" and
+        // "-0001-12-31", keys DynamoDB would store but no date query would ever find.
+        for text in ["9999-12-31T23:30:00-01:00", "0000-01-01T00:30:00+01:00"] {
+            assert_eq!(parse_time(text), None, "{text}");
+            let mut v = minimal();
+            v["eventTime"] = json!(text);
+            let err = CloudTrailRecord::from_value(v).unwrap_err();
+            assert!(err.to_string().contains("eventTime"), "{err}");
+        }
+        for text in [
+            "9999-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:30:00+01:00",
+        ] {
+            let t = parse_time(text).unwrap();
+            assert_eq!(parse_time(&format_time(t)), Some(t), "{text} round-trips");
+        }
     }
 
     #[test]
