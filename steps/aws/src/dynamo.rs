@@ -247,6 +247,7 @@ pub fn event_from_item(item: &HashMap<String, AttributeValue>) -> Option<Normali
         original_size: number("original_size").map(|n| n as usize),
         parse_error: text("parse_error"),
         raw_record: text("raw_record"),
+        raw_s3_key: text("raw_s3_key"),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod lookup;
 pub mod normalize;
 pub mod outbox;
+pub mod raw;
 pub mod record;
 pub mod rules;
 pub mod source;

@@ -74,6 +74,7 @@ fn event(i: u64) -> NormalizedEvent {
         original_size: None,
         parse_error: None,
         raw_record: None,
+        raw_s3_key: None,
     }
 }
 
