@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use iamtrail_core::outbox::{sent_ttl, status, AlertRecord};
@@ -175,7 +175,9 @@ impl AlertStore for DynamoAlertStore {
     ) -> Result<Vec<AlertRecord>, StoreError> {
         // Every waiting alert is read (up to a bound), so that the order is by severity and
         // recency across all of them, not by the index's creation order.
-        let mut alerts = self.by_status(status::PENDING, MAX_WAITING_READ, None).await?;
+        let mut alerts = self
+            .by_status(status::PENDING, MAX_WAITING_READ, None)
+            .await?;
         alerts.extend(
             self.by_status(status::SENDING, MAX_WAITING_READ, Some(stale_before))
                 .await?,
@@ -235,6 +237,10 @@ impl AlertStore for DynamoAlertStore {
         Ok(())
     }
 
+    /// One conditional update that counts the attempt, records the error and moves the status
+    /// on together: first as the last attempt (`failed`), else back to `pending`. Nothing is
+    /// left half-done by a crash, and a retry after success changes nothing (the alert is no
+    /// longer `sending`).
     async fn release(
         &self,
         alert: &AlertRecord,
@@ -242,47 +248,47 @@ impl AlertStore for DynamoAlertStore {
         max_attempts: u32,
     ) -> Result<Released, StoreError> {
         let message: String = message.chars().take(1000).collect();
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(alert)))
-            // claimed_at stays until the status moves on, so that a crash between the two
-            // updates leaves a stale claim that a later delivery takes over.
-            .update_expression("SET last_error = :e ADD attempts :one")
-            .condition_expression("#s = :sending")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":sending", s(status::SENDING))
-            .expression_attribute_values(":e", s(message))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| error("dynamodb:UpdateItem (release alert)", e))?;
-        let attempts: u32 = out
-            .attributes()
-            .and_then(|a| a.get("attempts"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        let (next, released) = if attempts >= max_attempts {
-            (status::FAILED, Released::Failed)
-        } else {
-            (status::PENDING, Released::Pending)
+        // This attempt is the last one when `max_attempts - 1` attempts failed before it.
+        let before = max_attempts.saturating_sub(1);
+        let update = |next: &str| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(self.key(alert)))
+                .update_expression(
+                    "SET #s = :next, last_error = :e REMOVE claimed_at ADD attempts :one",
+                )
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":sending", s(status::SENDING))
+                .expression_attribute_values(":next", s(next))
+                .expression_attribute_values(":e", s(message.clone()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
         };
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(alert)))
-            .update_expression("SET #s = :next REMOVE claimed_at")
+        let last = if before == 0 {
+            update(status::FAILED).condition_expression("#s = :sending")
+        } else {
+            update(status::FAILED)
+                .condition_expression("#s = :sending AND attempts >= :before")
+                .expression_attribute_values(":before", AttributeValue::N(before.to_string()))
+        };
+        match last.send().await {
+            Ok(_) => return Ok(Released::Failed),
+            Err(e) if conditional_failed(&e) => {}
+            Err(e) => return Err(error("dynamodb:UpdateItem (release alert)", e)),
+        }
+        match update(status::PENDING)
             .condition_expression("#s = :sending")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":sending", s(status::SENDING))
-            .expression_attribute_values(":next", s(next))
             .send()
             .await
-            .map_err(|e| error("dynamodb:UpdateItem (release alert)", e))?;
-        Ok(released)
+        {
+            Ok(_) => Ok(Released::Pending),
+            Err(e) if conditional_failed(&e) => {
+                // Not ours any more: its claim expired and another delivery took it over.
+                tracing::warn!(event_id = %alert.event_id, rule = %alert.alert_type, "alert no longer claimed by this delivery; its release is skipped");
+                Ok(Released::Pending)
+            }
+            Err(e) => Err(error("dynamodb:UpdateItem (release alert)", e)),
+        }
     }
 
     async fn failed_count(&self) -> Result<u64, StoreError> {

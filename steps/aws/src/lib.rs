@@ -204,9 +204,14 @@ pub async fn run_step(
     match step {
         Step::ListTargets => {
             let input: ListTargetsInput = parse(payload, "ListTargets")?;
-            let out =
-                steps::list_targets::list_targets(input, &ctx.region_lister(), &ctx.settings, now)
-                    .await?;
+            let out = steps::list_targets::list_targets(
+                input,
+                &ctx.region_lister(),
+                &ctx.control_store(),
+                &ctx.settings,
+                now,
+            )
+            .await?;
             to_json(&out)
         }
         Step::Collect => {
@@ -238,6 +243,7 @@ pub async fn run_step(
                 ctx.notifier().as_ref(),
                 &ctx.settings,
                 now,
+                deadline.map(tokio::time::Instant::from_std),
             )
             .await?;
             to_json(&out)
@@ -257,6 +263,7 @@ pub async fn run_step(
                 &ctx.control_store(),
                 &ctx.settings,
                 now,
+                deadline.map(tokio::time::Instant::from_std),
             )
             .await?;
             to_json(&out)

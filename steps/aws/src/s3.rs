@@ -5,7 +5,7 @@ use std::io::Read;
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 
 use crate::ports::{ObjectInfo, ObjectStore, StoreError};
 
@@ -16,9 +16,23 @@ fn error(operation: &'static str, e: impl std::error::Error) -> StoreError {
     }
 }
 
-/// One bucket. Files larger than `part_size` are uploaded as one multipart upload in parts of
-/// that size: S3 makes the object visible only when the upload completes, so a reader sees the
-/// old version or the new one, never a part.
+/// S3's smallest part (every part but the last must be at least this long).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// S3's largest number of parts in one upload.
+pub const MAX_PARTS: u64 = 10_000;
+
+/// The length of each part of a multipart upload of `file_size` bytes: `part_size`, raised to
+/// S3's 5 MiB minimum and to what fits the file in 10,000 parts.
+pub fn part_length(part_size: u64, file_size: u64) -> u64 {
+    part_size
+        .max(MIN_PART_SIZE)
+        .max(file_size.div_ceil(MAX_PARTS))
+}
+
+/// One bucket. Files larger than `part_size` are uploaded as one multipart upload (in parts of
+/// [`part_length`]): S3 makes the object visible only when the upload completes, so a reader
+/// sees the old version or the new one, never a part. A failed upload is aborted.
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -47,6 +61,8 @@ impl S3Store {
             .key(key)
             .content_type(PARQUET_TYPE)
             .set_metadata(Some(metadata.iter().cloned().collect()))
+            // Each part carries its CRC32, and the completion lists them: S3 checks every part.
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .send()
             .await
             .map_err(|e| error("s3:CreateMultipartUpload", e))?;
@@ -77,17 +93,19 @@ impl S3Store {
             message: format!("{}: {e}", path.display()),
         };
         let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let size = file.metadata().map_err(read_error)?.len();
+        let part_size = part_length(self.part_size, size);
         let mut parts = Vec::new();
         for number in 1.. {
-            let mut chunk = Vec::with_capacity(self.part_size as usize);
+            let mut chunk = Vec::with_capacity(part_size.min(size) as usize);
             (&mut file)
-                .take(self.part_size)
+                .take(part_size)
                 .read_to_end(&mut chunk)
                 .map_err(read_error)?;
             if chunk.is_empty() && number > 1 {
                 break;
             }
-            let last = (chunk.len() as u64) < self.part_size;
+            let last = (chunk.len() as u64) < part_size;
             let out = self
                 .client
                 .upload_part()
@@ -95,6 +113,7 @@ impl S3Store {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(number)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
                 .body(ByteStream::from(chunk))
                 .send()
                 .await
@@ -103,6 +122,7 @@ impl S3Store {
                 CompletedPart::builder()
                     .part_number(number)
                     .set_e_tag(out.e_tag().map(String::from))
+                    .set_checksum_crc32(out.checksum_crc32().map(String::from))
                     .build(),
             );
             if last {
@@ -226,5 +246,19 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| error("s3:PutObject", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_respect_s3s_minimum_and_part_count() {
+        assert_eq!(part_length(1024, 2_000_000), MIN_PART_SIZE);
+        assert_eq!(part_length(64 << 20, 200 << 20), 64 << 20);
+        // 1 TB in 10,000 parts.
+        let tb = 1u64 << 40;
+        assert!(part_length(64 << 20, tb) * MAX_PARTS >= tb);
     }
 }

@@ -91,6 +91,20 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
     }
 }
 
+/// The regions the Map results name, failed items included, sorted and deduplicated. Aggregate
+/// falls back to them for the export's due dates when its payload has no `enabled_regions`.
+pub fn result_regions(input: &AggregateInput) -> Vec<String> {
+    let mut regions: Vec<String> = input
+        .results
+        .iter()
+        .filter_map(|r| r.get("region").and_then(Value::as_str))
+        .map(String::from)
+        .collect();
+    regions.sort();
+    regions.dedup();
+    regions
+}
+
 /// Turns a Step Functions `{Error, Cause}` into one line. A Lambda error's cause is itself a
 /// JSON document with `errorMessage`.
 fn describe_failure(error: Option<&Value>) -> String {
@@ -178,5 +192,6 @@ mod tests {
         assert_eq!(s.errors[0].source, Some(Source::Sts));
         assert_eq!(s.errors[1].error, "Lambda.Unknown: boom");
         assert_eq!(s.errors[2].region, "unknown");
+        assert_eq!(result_regions(&input), vec!["eu-west-1", "us-east-1"]);
     }
 }

@@ -1,75 +1,198 @@
-//! The EvaluateAlerts step: deliver the outbox's pending alerts to SNS, exactly once per
-//! (event, rule) as far as SNS allows.
+//! The EvaluateAlerts step: deliver the outbox's waiting alerts to SNS, exactly once per
+//! (event, rule) as far as SNS allows. See docs/alerts.md.
 //!
-//! Each alert is claimed (`pending` → `sending`, conditional), published, then marked `sent`
-//! with the message id. A failed publish puts it back to `pending` with the error, for the next
-//! retry or run; it never fails the step. A claim older than the lease (a delivery that died
-//! between publish and mark) is taken over by a later run: that is the one case in which an
-//! alert can be delivered twice.
+//! Alerts go out highest severity first and newest first within a severity, so a new CRITICAL
+//! alert never waits behind old or failing ones. Each is claimed (`pending` → `sending`,
+//! conditional), published, then marked `sent` with the message id. A failed publish counts an
+//! attempt and puts the alert back to `pending`, or to `failed` once `ALERT_MAX_ATTEMPTS`
+//! attempts have failed (kept and counted for the operator); it never fails the step. A claim
+//! older than the lease (a delivery that died between publish and mark) is taken over by a
+//! later run: that is the one case in which an alert can be delivered twice.
+//!
+//! The step stops on its time budget (`ALERTS_TIME_BUDGET_SECONDS`, within the Lambda
+//! deadline) or after `ALERTS_PER_RUN` alerts and reports `more: true` when alerts are left;
+//! the workflow then invokes it again with this output, and the counts add up.
 
 use chrono::{DateTime, Duration, Utc};
+use iamtrail_core::outbox::AlertRecord;
 use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use crate::ports::{AlertStore, Notification, Notifier};
+use crate::backoff::{backoff, TRANSIENT_BACKOFF};
+use crate::ports::{AlertStore, Notification, Notifier, Released, StoreError};
 use crate::StepError;
 
 /// How long a claim protects an alert being delivered.
 pub const CLAIM_LEASE_MINUTES: i64 = 10;
 
-/// EvaluateAlerts' payload.
+/// Publishes failing in a row after which the invocation stops (SNS is probably down): the
+/// rest wait for the next run instead of each spending an attempt.
+pub const MAX_FAILURES_IN_A_ROW: usize = 3;
+
+/// Attempts at an outbox read or write before the step fails with `AwsError`.
+const STORE_ATTEMPTS: u32 = 3;
+
+/// Errors kept in the output (the first ones).
+const MAX_ERRORS: usize = 5;
+
+/// Time kept in hand before the Lambda deadline.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// EvaluateAlerts' payload. The workflow passes its whole state: `run_id`, and, when it loops
+/// (`more: true`), the previous invocation's result under `alerts` (where the state machine
+/// keeps it), so that the new output holds the totals of every invocation. `done` is accepted
+/// in its place. Every other field is ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EvaluateAlertsInput {
     #[serde(default)]
     pub run_id: Option<String>,
+    /// Invocations of this run so far (also read from `alerts`).
+    #[serde(default)]
+    pub invocations: u32,
+    /// The previous invocation's result, as the workflow stores it (`$.alerts`).
+    #[serde(default)]
+    pub alerts: Option<AlertDelivery>,
+    /// The same, under another name.
+    #[serde(default)]
+    pub done: Option<AlertDelivery>,
 }
 
-/// What EvaluateAlerts did.
+impl EvaluateAlertsInput {
+    /// The counts carried over from earlier invocations.
+    fn carried(&self) -> AlertDelivery {
+        self.alerts
+            .clone()
+            .or_else(|| self.done.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// What EvaluateAlerts did (totals over the run's invocations).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AlertDelivery {
+    #[serde(default)]
     pub enabled: bool,
-    /// Alerts found waiting.
+    /// Alerts found waiting (summed over invocations: an alert left over is counted again).
+    #[serde(default)]
     pub pending: usize,
+    #[serde(default)]
     pub sent: usize,
-    /// Publishes that failed (left pending).
+    /// Publishes that failed (each counted an attempt).
+    #[serde(default)]
     pub failed: usize,
+    /// Alerts whose last attempt failed: now `failed`, no longer retried by themselves.
+    #[serde(default)]
+    pub failed_for_good: usize,
+    /// Every alert in the `failed` state after this invocation (the operator's to look at);
+    /// `null` when it could not be counted.
+    #[serde(default)]
+    pub failed_total: Option<u64>,
     /// Alerts another delivery claimed first.
+    #[serde(default)]
     pub skipped: usize,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// True when the time budget or `ALERTS_PER_RUN` stopped delivery with alerts left: the
+    /// workflow invokes the step again with this output.
+    #[serde(default)]
+    pub more: bool,
+    /// Invocations of this run so far, this one included.
+    #[serde(default)]
+    pub invocations: u32,
+    /// The first publish errors.
+    #[serde(default)]
     pub errors: Vec<String>,
 }
 
-/// Delivers up to `ALERTS_PER_RUN` pending alerts.
+/// When an invocation stops: `budget` from now, and never later than the Lambda `deadline` less
+/// a margin.
+pub(crate) fn stop_time(
+    budget: std::time::Duration,
+    deadline: Option<Instant>,
+    margin: std::time::Duration,
+) -> Instant {
+    let now = Instant::now();
+    let by_budget = now + budget;
+    match deadline {
+        Some(d) => {
+            let usable = d.checked_sub(margin.min(d.saturating_duration_since(now) / 5));
+            by_budget.min(usable.unwrap_or(d))
+        }
+        None => by_budget,
+    }
+}
+
+/// Retries an outbox call a couple of times with a back-off, then gives up with `AwsError`.
+async fn retried<T, F, Fut>(what: &str, mut call: F) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < STORE_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "{what} failed; retrying");
+                tokio::time::sleep(backoff(attempt, TRANSIENT_BACKOFF)).await;
+            }
+            Err(e) => return Err(StepError::aws(e)),
+        }
+    }
+}
+
+/// Delivers waiting alerts until none is left, the time budget runs out or `ALERTS_PER_RUN`
+/// were taken. `deadline` is the Lambda deadline, if any.
 pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
-    _input: EvaluateAlertsInput,
+    input: EvaluateAlertsInput,
     store: &A,
     notifier: Option<&N>,
     settings: &Settings,
     now: DateTime<Utc>,
+    deadline: Option<Instant>,
 ) -> Result<AlertDelivery, StepError> {
+    let stop_at = stop_time(settings.alerts_time_budget, deadline, DEADLINE_MARGIN);
+    let mut delivery = input.carried();
+    delivery.invocations = input.invocations.max(delivery.invocations) + 1;
+    delivery.more = false;
     let Some(notifier) = notifier.filter(|_| settings.alerts_enabled) else {
         tracing::info!("alert delivery is off (ALERTS_ENABLED=false or no ALERTS_TOPIC_ARN); alerts stay pending");
-        return Ok(AlertDelivery {
-            enabled: false,
-            ..Default::default()
-        });
+        delivery.enabled = false;
+        delivery.failed_total = failed_total(store).await;
+        return Ok(delivery);
     };
+    delivery.enabled = true;
     let stale_before = now - Duration::minutes(CLAIM_LEASE_MINUTES);
-    let alerts = store
-        .deliverable(settings.alerts_per_run, stale_before)
-        .await
-        .map_err(StepError::aws)?;
-    let mut delivery = AlertDelivery {
-        enabled: true,
-        pending: alerts.len(),
-        ..Default::default()
-    };
-    for alert in alerts {
-        if !store
-            .claim(&alert, Utc::now(), stale_before)
-            .await
-            .map_err(StepError::aws)?
-        {
+    // One more than the limit, to know whether alerts are left beyond it.
+    let limit = settings.alerts_per_run;
+    let mut alerts: Vec<AlertRecord> = retried("reading the waiting alerts", || {
+        store.deliverable(limit + 1, stale_before)
+    })
+    .await?;
+    let beyond_limit = alerts.len() > limit;
+    alerts.truncate(limit);
+    delivery.pending += alerts.len();
+    let mut failures_in_a_row = 0;
+    let mut failed_here = 0;
+    let mut left = 0;
+    for (i, alert) in alerts.iter().enumerate() {
+        if Instant::now() >= stop_at {
+            left = alerts.len() - i;
+            tracing::info!(left, "alert delivery stopped on its time budget");
+            break;
+        }
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW {
+            tracing::warn!(
+                left = alerts.len() - i,
+                "{failures_in_a_row} publishes failed in a row; the rest wait for the next run"
+            );
+            break;
+        }
+        let claimed = retried("claiming an alert", || {
+            store.claim(alert, Utc::now(), stale_before)
+        })
+        .await?;
+        if !claimed {
             delivery.skipped += 1;
             continue;
         }
@@ -80,21 +203,33 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
         };
         match notifier.publish(&notification).await {
             Ok(message_id) => {
-                store
-                    .mark_sent(&alert, &message_id, Utc::now())
-                    .await
-                    .map_err(StepError::aws)?;
-                tracing::info!(event_id = %alert.event_id, rule = %alert.rule_id, %message_id, "alert sent");
+                failures_in_a_row = 0;
+                retried("marking an alert sent", || {
+                    store.mark_sent(alert, &message_id, Utc::now())
+                })
+                .await?;
+                tracing::info!(event_id = %alert.event_id, rule = %alert.rule_id, severity = %alert.severity, %message_id, "alert sent");
                 delivery.sent += 1;
             }
             Err(e) => {
-                tracing::error!(event_id = %alert.event_id, rule = %alert.rule_id, error = %e, "alert publish failed; left pending");
-                store
-                    .release(&alert, &e.to_string(), settings.alert_max_attempts)
-                    .await
-                    .map_err(StepError::aws)?;
+                failures_in_a_row += 1;
+                failed_here += 1;
+                let error = e.to_string();
+                let released = retried("releasing an alert", || {
+                    store.release(alert, &error, settings.alert_max_attempts)
+                })
+                .await?;
                 delivery.failed += 1;
-                if delivery.errors.len() < 5 {
+                match released {
+                    Released::Pending => {
+                        tracing::warn!(event_id = %alert.event_id, rule = %alert.rule_id, attempts = alert.attempts + 1, error = %e, "alert publish failed; left pending");
+                    }
+                    Released::Failed => {
+                        delivery.failed_for_good += 1;
+                        tracing::error!(event_id = %alert.event_id, rule = %alert.rule_id, max_attempts = settings.alert_max_attempts, error = %e, "alert publish failed for the last time; the alert is now failed");
+                    }
+                }
+                if delivery.errors.len() < MAX_ERRORS {
                     delivery
                         .errors
                         .push(format!("{}/{}: {e}", alert.event_id, alert.rule_id));
@@ -102,5 +237,20 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
             }
         }
     }
+    // Loop only while delivery works: after a failed publish the rest wait for the next run,
+    // so that a failing channel does not spend every alert's attempts within one execution.
+    delivery.more = (left > 0 || beyond_limit) && failed_here == 0;
+    delivery.failed_total = failed_total(store).await;
     Ok(delivery)
+}
+
+/// The `failed` alerts, counted for the operator (a failure to count is logged, not fatal).
+async fn failed_total<A: AlertStore>(store: &A) -> Option<u64> {
+    match store.failed_count().await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count the failed alerts");
+            None
+        }
+    }
 }

@@ -1,21 +1,31 @@
 //! The ListTargets step: the run's work items, one per enabled region.
+//!
+//! A scheduled (incremental) execution first takes the run lease (`lease#run`, holder = the
+//! execution name): when the previous execution still holds it, this one collects nothing and
+//! ends at once as `skipped` instead of piling up behind it. Backfill and export executions
+//! take no run lease. See docs/reliability.md.
 
 use chrono::{DateTime, Utc};
 use iamtrail_core::contract::{
     ExecutionInput, ListTargetsInput, ListTargetsOutput, Mode, WorkItem,
 };
-use iamtrail_core::record::parse_time;
+use iamtrail_core::record::{format_time, parse_time};
 use iamtrail_core::targets::{is_enabled, plan_targets};
 use iamtrail_core::window::backfill_window;
 use iamtrail_core::{Settings, Source};
 
-use crate::ports::RegionLister;
+use crate::ports::{ControlStore, LeaseOutcome, RegionLister};
 use crate::StepError;
 
-/// Validates the execution input, lists the enabled regions and plans one item per region.
-pub async fn list_targets<R: RegionLister>(
+/// The run lease's name in the control table (`lease#run`).
+pub const RUN_LEASE: &str = "run";
+
+/// Validates the execution input, takes the run lease for a scheduled run, lists the enabled
+/// regions and plans one item per region.
+pub async fn list_targets<R: RegionLister, C: ControlStore>(
     input: ListTargetsInput,
     regions: &R,
+    control: &C,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<ListTargetsOutput, StepError> {
@@ -118,25 +128,48 @@ pub async fn list_targets<R: RegionLister>(
         .transpose()
         .map_err(|e| StepError::invalid_input(e.to_string()))?;
 
-    let mut enabled: Vec<String> = regions
-        .regions()
-        .await
-        .map_err(StepError::aws)?
-        .into_iter()
-        .filter(is_enabled)
-        .map(|r| r.name)
-        .collect();
-    enabled.sort();
-    enabled.dedup();
-    if let Some(wanted) = &request.regions {
-        let unknown: Vec<&String> = wanted.iter().filter(|r| !enabled.contains(r)).collect();
-        if !unknown.is_empty() {
-            return Err(StepError::invalid_input(format!(
-                "regions not enabled in this account: {unknown:?}"
-            )));
+    if mode == Mode::Incremental {
+        // One scheduled execution at a time. A redrive has the same name: it takes its own
+        // lease again.
+        match control
+            .acquire_lease(RUN_LEASE, &run_id, now, settings.run_lease)
+            .await
+            .map_err(StepError::aws)?
+        {
+            LeaseOutcome::Acquired { .. } => {}
+            LeaseOutcome::Held { holder, expires } => {
+                let reason = format!(
+                    "execution {holder} is still running (run lease until {})",
+                    format_time(expires)
+                );
+                tracing::warn!(%run_id, %holder, %expires, "scheduled run skipped: {reason}");
+                return Ok(ListTargetsOutput {
+                    run_id,
+                    mode,
+                    items: Vec::new(),
+                    enabled_regions: Vec::new(),
+                    warnings,
+                    export_dates: Vec::new(),
+                    force: false,
+                    skipped: Some(reason),
+                });
+            }
         }
     }
-    let (plan, plan_warnings) = plan_targets(&enabled, settings, only_sources.as_deref());
+    let planned = plan(&request, regions, settings, only_sources.as_deref()).await;
+    let (enabled, plan, plan_warnings) = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            if mode == Mode::Incremental {
+                // Let the retry (same execution) or the next schedule start without waiting for
+                // the lease to expire.
+                if let Err(release) = control.release_lease(RUN_LEASE, &run_id).await {
+                    tracing::warn!(error = %release, "could not release the run lease");
+                }
+            }
+            return Err(e);
+        }
+    };
     warnings.extend(plan_warnings);
     let mut items: Vec<WorkItem> = plan
         .into_iter()
@@ -146,8 +179,8 @@ pub async fn list_targets<R: RegionLister>(
             region,
             sources,
             mode,
-            start: start.clone(),
-            end: end.clone(),
+            start,
+            end,
             ..Default::default()
         })
         .collect();
@@ -166,4 +199,41 @@ pub async fn list_targets<R: RegionLister>(
         force: false,
         skipped: None,
     })
+}
+
+/// The enabled regions (DescribeRegions after the opt-in filter) and the sources to read in
+/// each.
+async fn plan<R: RegionLister>(
+    request: &ExecutionInput,
+    regions: &R,
+    settings: &Settings,
+    only_sources: Option<&[Source]>,
+) -> Result<
+    (
+        Vec<String>,
+        std::collections::BTreeMap<String, Vec<Source>>,
+        Vec<String>,
+    ),
+    StepError,
+> {
+    let mut enabled: Vec<String> = regions
+        .regions()
+        .await
+        .map_err(StepError::aws)?
+        .into_iter()
+        .filter(is_enabled)
+        .map(|r| r.name)
+        .collect();
+    enabled.sort();
+    enabled.dedup();
+    if let Some(wanted) = &request.regions {
+        let unknown: Vec<&String> = wanted.iter().filter(|r| !enabled.contains(r)).collect();
+        if !unknown.is_empty() {
+            return Err(StepError::invalid_input(format!(
+                "regions not enabled in this account: {unknown:?}"
+            )));
+        }
+    }
+    let (plan, warnings) = plan_targets(&enabled, settings, only_sources);
+    Ok((enabled, plan, warnings))
 }
