@@ -1,6 +1,8 @@
 //! Alert delivery through the outbox: exactly once per (event, rule) across re-runs and
-//! redrives, two alerts for two rules on one event, and an SNS failure that leaves alerts
-//! pending for the next run. All on moto (DynamoDB, SNS, SQS) through real executions.
+//! redrives, two alerts for two rules on one event, an SNS failure that leaves alerts pending
+//! for the next run, and an always-failing alert that becomes `failed` after
+//! `ALERT_MAX_ATTEMPTS` and is delivered once an operator sets it back to `pending`. All on moto
+//! (DynamoDB, SNS, SQS) through real executions.
 
 use std::collections::BTreeSet;
 
@@ -186,9 +188,25 @@ async fn a_failed_publish_stays_pending_and_the_next_run_delivers_it() {
         (Some(0), Some(1)),
         "{delivery}"
     );
+    assert_eq!(
+        (
+            delivery["failed_for_good"].as_u64(),
+            delivery["failed_total"].as_u64(),
+            delivery["more"].as_bool()
+        ),
+        (Some(0), Some(0), Some(false)),
+        "{delivery}"
+    );
     let outbox = scan_all(&stack.dynamodb(), &table).await;
     assert_eq!(outbox.len(), 1);
     assert_eq!(attr(&outbox[0], "status"), Some("pending"));
+    assert_eq!(
+        outbox[0]
+            .get("attempts")
+            .and_then(|v| v.as_n().ok())
+            .map(String::as_str),
+        Some("1")
+    );
     assert!(
         attr(&outbox[0], "last_error").is_some_and(|e| e.contains("InternalError")),
         "{:?}",
@@ -234,5 +252,101 @@ async fn alerts_disabled_queues_but_does_not_deliver() {
     assert_eq!(summary.totals.alerts_queued, 1);
     assert_eq!(result.output.as_ref().unwrap()["alerts"]["enabled"], false);
     assert!(stack.received_alerts().await.unwrap().is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_always_failing_alert_becomes_failed_and_an_operator_can_retry_it() {
+    let mut options = options("alerts-failed");
+    options
+        .settings
+        .insert("ALERT_MAX_ATTEMPTS".into(), "2".into());
+    let stack = start(options).await;
+    stack.emulator.add_records(vec![record(
+        "doomed",
+        Utc::now() - Span::hours(1),
+        "iam.amazonaws.com",
+        "CreateUser",
+        "us-east-1",
+    )]);
+    let input = json!({"regions": ["us-east-1"], "sources": ["iam"]});
+    let table = stack.settings().alerts_table.clone();
+    let status_of = |items: &[Item]| attr(&items[0], "status").map(String::from);
+
+    stack.fail_sns_publish(true);
+    let (first, _) = run_ok(&stack, "failing-1", input.clone()).await;
+    let delivery = &first.output.as_ref().unwrap()["alerts"];
+    assert_eq!(
+        (
+            delivery["failed"].as_u64(),
+            delivery["failed_for_good"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        status_of(&scan_all(&stack.dynamodb(), &table).await).as_deref(),
+        Some("pending")
+    );
+    // The second failed attempt is the last: the alert is kept as `failed` and counted.
+    let (second, _) = run_ok(&stack, "failing-2", input.clone()).await;
+    let delivery = &second.output.as_ref().unwrap()["alerts"];
+    assert_eq!(
+        (
+            delivery["failed"].as_u64(),
+            delivery["failed_for_good"].as_u64(),
+            delivery["failed_total"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{delivery}"
+    );
+    let outbox = scan_all(&stack.dynamodb(), &table).await;
+    assert_eq!(status_of(&outbox).as_deref(), Some("failed"));
+    assert!(attr(&outbox[0], "last_error").is_some_and(|e| e.contains("InternalError")));
+    assert!(outbox[0].get("claimed_at").is_none());
+    assert!(outbox[0].get("ttl").is_none(), "a failed alert is kept");
+
+    // SNS works again, but a failed alert is not retried by itself.
+    stack.fail_sns_publish(false);
+    let (third, _) = run_ok(&stack, "failing-3", input.clone()).await;
+    let delivery = &third.output.as_ref().unwrap()["alerts"];
+    assert_eq!(
+        (delivery["sent"].as_u64(), delivery["failed_total"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(stack.received_alerts().await.unwrap().is_empty());
+
+    // The operator sets it back to pending (docs/alerts.md): the next run delivers it.
+    stack
+        .dynamodb()
+        .update_item()
+        .table_name(&table)
+        .key(
+            "event_id",
+            aws_sdk_dynamodb::types::AttributeValue::S("doomed".into()),
+        )
+        .key(
+            "alert_type",
+            aws_sdk_dynamodb::types::AttributeValue::S("user-creation".into()),
+        )
+        .update_expression("SET #s = :pending REMOVE attempts")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(
+            ":pending",
+            aws_sdk_dynamodb::types::AttributeValue::S("pending".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (fourth, _) = run_ok(&stack, "failing-4", input).await;
+    let delivery = &fourth.output.as_ref().unwrap()["alerts"];
+    assert_eq!(
+        (delivery["sent"].as_u64(), delivery["failed_total"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(stack.received_alerts().await.unwrap().len(), 1);
+    assert_eq!(
+        status_of(&scan_all(&stack.dynamodb(), &table).await).as_deref(),
+        Some("sent")
+    );
     stack.stop().await;
 }

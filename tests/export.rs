@@ -1,6 +1,8 @@
 //! The daily export: Parquet written by the Export step, read back by an independent reader
 //! (pyarrow, from PyPI, in the project venv), equals the events table; re-exporting a date
-//! leaves exactly one copy of each row.
+//! overwrites its one object (exactly one copy of each row); a re-export never replaces a file
+//! with fewer rows unless forced; the export loops on its time budget; multipart uploads keep
+//! their metadata.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +27,33 @@ async fn objects(stack: &LocalStack, prefix: &str) -> Vec<String> {
         .iter()
         .filter_map(|o| o.key().map(String::from))
         .collect()
+}
+
+/// An object's user metadata (`x-amz-meta-*`).
+async fn head_metadata(stack: &LocalStack, key: &str) -> std::collections::HashMap<String, String> {
+    stack
+        .context
+        .s3
+        .head_object()
+        .bucket(stack.settings().analytics_bucket.clone().unwrap())
+        .key(key)
+        .send()
+        .await
+        .expect("head object")
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Runs an execution that must succeed; returns its output.
+async fn run_output(stack: &LocalStack, name: &str, input: Value) -> Value {
+    let result = stack.run_execution(name, &input, |_| {}).await.unwrap();
+    assert_eq!(
+        result.status, "SUCCEEDED",
+        "{name}: {:?} {:?}",
+        result.error, result.cause
+    );
+    result.output.expect("output")
 }
 
 /// Downloads an object and reads it with pyarrow, row by row, as JSON.
@@ -111,8 +140,8 @@ async fn export_matches_the_events_table_and_reexport_keeps_one_copy() {
         assert!(
             key.starts_with("iam-events/year=")
                 && key.contains("/month=")
-                && key.ends_with(".parquet"),
-            "{key}"
+                && key.ends_with("/events.parquet"),
+            "one deterministic key per date: {key}"
         );
         for row in read_with_pyarrow(&stack, key, &dir).await {
             let id = row["event_id"].as_str().unwrap().to_string();
@@ -176,7 +205,20 @@ async fn export_matches_the_events_table_and_reexport_keeps_one_copy() {
         day[8..10].trim_start_matches('0'),
     );
     let day_keys = objects(&stack, &format!("iam-events/year={y}/month={m}/day={d}/")).await;
-    assert_eq!(day_keys.len(), 1, "{day_keys:?}");
+    assert_eq!(
+        day_keys,
+        vec![format!(
+            "iam-events/year={y}/month={m}/day={d}/events.parquet"
+        )]
+    );
+    assert_eq!(
+        head_metadata(&stack, &day_keys[0])
+            .await
+            .get("exported-by")
+            .map(String::as_str),
+        Some("reexport-2"),
+        "the second re-export overwrote the same key"
+    );
     let reread = read_with_pyarrow(&stack, &day_keys[0], &dir).await;
     let unique: std::collections::BTreeSet<&str> = reread
         .iter()
@@ -295,6 +337,11 @@ async fn partition_by_region_writes_one_file_per_region() {
     options
         .settings
         .insert("EXPORT_COMPRESSION".into(), "zstd".into());
+    // Every file above 1 KiB goes up as one multipart upload (in one part: S3's 5 MiB minimum
+    // applies to every part but the last).
+    options
+        .settings
+        .insert("EXPORT_PART_SIZE_BYTES".into(), "1024".into());
     let stack = start(options).await;
     let day = chrono::Utc::now() - chrono::Duration::days(2);
     for region in ["us-east-1", "eu-west-1"] {
@@ -344,7 +391,160 @@ async fn partition_by_region_writes_one_file_per_region() {
         let rows = read_with_pyarrow(&stack, key, &dir).await;
         assert_eq!(rows.len(), 3);
         assert!(rows.iter().all(|r| r["aws_region"] == region));
+        assert!(
+            key.ends_with(&format!("/region={region}/events.parquet")),
+            "{key}"
+        );
+        let metadata = head_metadata(&stack, key).await;
+        assert_eq!(
+            metadata.get("rows").map(String::as_str),
+            Some("3"),
+            "{metadata:?}"
+        );
+        assert_eq!(
+            metadata.get("exported-by").map(String::as_str),
+            Some("export-regions")
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
+    stack.stop().await;
+}
+
+/// A re-export of a day whose items were deleted from DynamoDB (as TTL expiry would) keeps the
+/// complete file and says so; `force` replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reexport_of_a_day_whose_items_expired_keeps_the_old_file() {
+    let stack = start(options("export-expired")).await;
+    let day = chrono::Utc::now() - chrono::Duration::days(2);
+    let records = (0..5)
+        .map(|i| {
+            record(
+                &format!("expired-{i}"),
+                day + chrono::Duration::minutes(i),
+                "sts.amazonaws.com",
+                "AssumeRole",
+                "us-east-1",
+            )
+        })
+        .collect();
+    stack.emulator.add_records(records);
+    run_ok(
+        &stack,
+        "collect-expired",
+        json!({"regions": ["us-east-1"], "sources": ["sts"]}),
+    )
+    .await;
+    let date = day.format("%Y-%m-%d").to_string();
+    let first = run_output(
+        &stack,
+        "export-full",
+        json!({"mode": "export", "dates": [date]}),
+    )
+    .await;
+    assert_eq!(first["export"]["rows"], 5, "{first}");
+    let keys = objects(&stack, "iam-events/").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = keys[0].clone();
+
+    // Three of the day's items expire.
+    let table = stack.settings().events_table.clone();
+    for i in 0..3 {
+        stack
+            .dynamodb()
+            .delete_item()
+            .table_name(&table)
+            .key(
+                "event_date",
+                aws_sdk_dynamodb::types::AttributeValue::S(date.clone()),
+            )
+            .key(
+                "event_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("expired-{i}")),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("iamtrail-export-expired-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let again = run_output(
+        &stack,
+        "export-after-expiry",
+        json!({"mode": "export", "dates": [date]}),
+    )
+    .await;
+    println!("re-export after expiry: {}", again["export"]);
+    let kept = &again["export"]["kept"];
+    assert_eq!(kept.as_array().map(Vec::len), Some(1), "{again}");
+    assert_eq!(kept[0]["key"], key.as_str());
+    assert_eq!(
+        (
+            kept[0]["existing_rows"].as_u64(),
+            kept[0]["new_rows"].as_u64()
+        ),
+        (Some(5), Some(2))
+    );
+    assert!(
+        kept[0]["warning"].as_str().unwrap().contains("use force"),
+        "{kept}"
+    );
+    assert_eq!(again["export"]["files"], 0);
+    assert_eq!(
+        read_with_pyarrow(&stack, &key, &dir).await.len(),
+        5,
+        "the complete file stays"
+    );
+    assert_eq!(
+        head_metadata(&stack, &key)
+            .await
+            .get("exported-by")
+            .map(String::as_str),
+        Some("export-full")
+    );
+
+    // Told to, the export replaces it with what the table still holds.
+    let forced = run_output(
+        &stack,
+        "export-forced",
+        json!({"mode": "export", "dates": [date], "force": true}),
+    )
+    .await;
+    assert_eq!(forced["export"]["kept"], json!([]), "{forced}");
+    assert_eq!(objects(&stack, "iam-events/").await, vec![key.clone()]);
+    let rows = read_with_pyarrow(&stack, &key, &dir).await;
+    assert_eq!(rows.len(), 2);
+    std::fs::remove_dir_all(&dir).ok();
+    stack.stop().await;
+}
+
+/// With a 1-second budget, the first export of 90 days needs several Export invocations: the
+/// workflow loops while Export reports `more`, and every date is exported once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn export_loops_on_its_time_budget_until_every_date_is_done() {
+    let mut options = options("export-budget");
+    options
+        .settings
+        .insert("EXPORT_TIME_BUDGET_SECONDS".into(), "1".into());
+    options.dataset = Some(dataset_dir());
+    options.emulator = dataset_emulator(Some(24), None);
+    let stack = start(options).await;
+    let (result, summary) = run_ok(&stack, "export-budget", json!({})).await;
+    let export = &result.output.as_ref().unwrap()["export"];
+    println!("export: {export}; {} dates due", summary.export_dates.len());
+    assert!(
+        summary.export_dates.len() >= 80,
+        "{:?}",
+        summary.export_dates
+    );
+    assert!(export["invocations"].as_u64().unwrap() >= 2, "{export}");
+    assert_eq!(export["more"], false, "{export}");
+    assert_eq!(export["export_dates"], json!([]));
+    assert_eq!(
+        export["dates"].as_array().unwrap().len(),
+        summary.export_dates.len(),
+        "every due date exported once over the invocations"
+    );
+    let items = scan_all(&stack.dynamodb(), &stack.settings().events_table).await;
+    assert_eq!(export["rows"].as_u64(), Some(items.len() as u64));
     stack.stop().await;
 }
