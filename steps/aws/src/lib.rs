@@ -222,6 +222,14 @@ pub async fn run_step(
                 Some(d) => budget.min(d.checked_sub(Duration::from_secs(10)).unwrap_or(d)),
                 None => budget,
             };
+            // Full records of events the table cannot hold whole go to the analytics bucket.
+            let bucket = ctx.settings.analytics_bucket.clone().ok_or_else(|| {
+                StepError::config(
+                    "ANALYTICS_BUCKET is not set: Collect keeps the full records of oversized \
+                     or unstorable events under raw-events/ in the analytics bucket",
+                )
+            })?;
+            let objects = s3::S3Store::new(ctx.s3.clone(), bucket, ctx.settings.export_part_size);
             let (events, control, alerts) =
                 (ctx.event_store(), ctx.control_store(), ctx.alert_store());
             let deps = CollectDeps {
@@ -230,6 +238,7 @@ pub async fn run_step(
                 events: &events,
                 control: &control,
                 alerts: &alerts,
+                objects: &objects,
             };
             let out = steps::collect::collect(item, &deps, deadline, now).await?;
             to_json(&out)

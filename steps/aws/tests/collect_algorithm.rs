@@ -1,320 +1,99 @@
-//! The Collect algorithm against in-memory adapters: slicing, paging, checkpoints, unreadable
-//! and oversized records, and stalled slices. (The end-to-end tests run the same code against
-//! moto and the CloudTrail emulator over HTTP.)
+//! The Collect algorithm against the in-memory adapters (`iamtrail_aws::memory`): slicing,
+//! paging, checkpoints, unreadable and oversized records, stalled slices, throttles, the
+//! clipped-checkpoint warning, pages out of order, a pause set during a run and a slow store.
+//! (The end-to-end tests run the same code against moto and the CloudTrail emulator.)
 
-use std::collections::{BTreeMap, HashMap};
+mod collect_support;
+
 use std::sync::Mutex;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
+use collect_support::*;
+use iamtrail_aws::memory::*;
 use iamtrail_aws::ports::*;
-use iamtrail_aws::steps::collect::{collect, CollectDeps};
-use iamtrail_core::contract::{RunSummary, WorkItem};
-use iamtrail_core::{NormalizedEvent, Settings, Source};
+use iamtrail_aws::steps::collect::CollectDeps;
+use iamtrail_core::NormalizedEvent;
 use serde_json::json;
 
-/// LookupEvents semantics over a list: inclusive range, newest first, 50 a page.
-#[derive(Default)]
-struct FakeCloudTrail {
-    events: Vec<LookupEvent>,
-    requests: Mutex<u64>,
-    delay: StdDuration,
-}
+const MINUTE: StdDuration = StdDuration::from_secs(60);
 
-impl EventSource for FakeCloudTrail {
-    async fn lookup(&self, r: &LookupRequest) -> Result<LookupPage, LookupError> {
-        *self.requests.lock().unwrap() += 1;
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        let mut matching: Vec<&LookupEvent> = self
-            .events
-            .iter()
-            .filter(|e| e.event_source.as_deref() == Some(r.event_source.as_str()))
-            .filter(|e| e.event_time.is_some_and(|t| t >= r.start && t <= r.end))
-            .collect();
-        matching.sort_by(|a, b| (b.event_time, &b.event_id).cmp(&(a.event_time, &a.event_id)));
-        let offset: usize = r
-            .next_token
-            .as_deref()
-            .map(|t| t.parse().unwrap())
-            .unwrap_or(0);
-        let page: Vec<LookupEvent> = matching
-            .iter()
-            .skip(offset)
-            .take(50)
-            .map(|e| (*e).clone())
-            .collect();
-        let next = (offset + 50 < matching.len()).then(|| (offset + 50).to_string());
-        Ok(LookupPage {
-            events: page,
-            next_token: next,
-        })
-    }
-}
-
-#[derive(Default)]
-struct MemoryEvents(Mutex<BTreeMap<(String, String), NormalizedEvent>>);
-
-impl EventStore for MemoryEvents {
-    async fn put_events(&self, events: &[NormalizedEvent]) -> Result<u64, StoreError> {
-        let mut map = self.0.lock().unwrap();
-        for e in events {
-            map.insert((e.event_date.clone(), e.event_id.clone()), e.clone());
-        }
-        Ok(events.len() as u64)
-    }
-}
-
-#[derive(Default)]
-struct MemoryControl(Mutex<HashMap<String, DateTime<Utc>>>);
-
-impl ControlStore for MemoryControl {
-    async fn source_state(&self, key: &str) -> Result<SourceState, StoreError> {
-        Ok(SourceState {
-            checkpoint: self.0.lock().unwrap().get(key).copied(),
-            processing_status: None,
-        })
-    }
-    async fn record_slice(
-        &self,
-        key: &str,
-        cp: Option<DateTime<Utc>>,
-        _: u64,
-        _: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        if let Some(cp) = cp {
-            let mut map = self.0.lock().unwrap();
-            let entry = map.entry(key.to_string()).or_insert(cp);
-            *entry = (*entry).max(cp);
-        }
-        Ok(())
-    }
-    async fn record_error(&self, _: &str, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn put_run(&self, _: &RunSummary) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn last_export(&self) -> Result<Option<chrono::NaiveDate>, StoreError> {
-        Ok(None)
-    }
-    async fn record_export(
-        &self,
-        _: chrono::NaiveDate,
-        _: u64,
-        _: &[String],
-        _: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-/// CloudTrail event times are whole seconds.
-fn whole(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap()
-}
-
-/// The outbox, in memory: (event, rule) keys with put-if-absent.
-#[derive(Default)]
-struct MemoryAlerts(Mutex<std::collections::BTreeSet<(String, String)>>);
-
-impl AlertStore for MemoryAlerts {
-    async fn enqueue(&self, a: &iamtrail_core::outbox::AlertRecord) -> Result<bool, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .insert((a.event_id.clone(), a.alert_type.clone())))
-    }
-    async fn deliverable(
-        &self,
-        _: usize,
-        _: DateTime<Utc>,
-    ) -> Result<Vec<iamtrail_core::outbox::AlertRecord>, StoreError> {
-        Ok(vec![])
-    }
-    async fn claim(
-        &self,
-        _: &iamtrail_core::outbox::AlertRecord,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn mark_sent(
-        &self,
-        _: &iamtrail_core::outbox::AlertRecord,
-        _: &str,
-        _: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn release(
-        &self,
-        _: &iamtrail_core::outbox::AlertRecord,
-        _: &str,
-    ) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-fn event(id: &str, time: DateTime<Utc>, body: Option<String>) -> LookupEvent {
-    let time = whole(time);
-    let body = body.unwrap_or_else(|| {
-        json!({"eventID": id, "eventTime": time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-               "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "awsRegion": "us-east-1",
-               "userIdentity": {"type": "IAMUser", "userName": "alice"}})
-        .to_string()
-    });
-    LookupEvent {
-        event_id: Some(id.into()),
-        event_name: Some("AssumeRole".into()),
-        event_source: Some("sts.amazonaws.com".into()),
-        event_time: Some(time),
-        username: Some("alice".into()),
-        cloudtrail_event: Some(body),
-    }
-}
-
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
-}
-
-fn item() -> WorkItem {
-    WorkItem {
-        run_id: "r".into(),
-        region: "us-east-1".into(),
-        sources: vec![Source::Sts],
-        ..Default::default()
-    }
-}
-
-async fn run_to_end(
-    source: &FakeCloudTrail,
-    s: &Settings,
-    budget: StdDuration,
-) -> (WorkItem, MemoryEvents, u32) {
-    let (events, control, alerts) = (
-        MemoryEvents::default(),
-        MemoryControl::default(),
-        MemoryAlerts::default(),
-    );
-    let deps = CollectDeps {
-        settings: s,
-        source,
-        events: &events,
-        control: &control,
-        alerts: &alerts,
-    };
-    let now = Utc::now();
-    let mut current = item();
-    let mut invocations = 0;
-    loop {
-        invocations += 1;
-        assert!(invocations < 500, "the loop must converge");
-        current = collect(current, &deps, Instant::now() + budget, now)
-            .await
-            .unwrap();
-        if !current.more {
-            return (current, events, invocations);
-        }
-    }
-}
-
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dense_and_sparse_windows_store_everything_once() {
     let now = Utc::now();
-    let mut events: Vec<LookupEvent> = (0..700)
-        .map(|i| {
-            event(
-                &format!("d{i:04}"),
-                now - Duration::hours(30) + Duration::seconds(i),
-                None,
-            )
-        })
-        .collect();
-    events.extend((0..40).map(|i| event(&format!("s{i:04}"), now - Duration::days(i + 2), None)));
-    let source = FakeCloudTrail {
-        events,
-        ..Default::default()
-    };
-    let s = settings(&[("LOOKUP_RATE_PER_SECOND", "100")]);
-    let (out, stored, _) = run_to_end(&source, &s, StdDuration::from_secs(60)).await;
-    let p = &out.progress[&Source::Sts];
-    assert_eq!(stored.0.lock().unwrap().len(), 740);
+    let mut list: Vec<LookupEvent> = events("d", 700, now - Duration::hours(30));
+    list.extend((0..40).map(|i| event(&format!("s{i:04}"), now - Duration::days(i + 2), None)));
+    let world = World::new(fast(), list);
+    let out = run_to_end(item("r"), &world.deps(), MINUTE, now).await;
+    let p = sts(&out);
+    assert_eq!(world.events.all().len(), 740);
     assert_eq!(
         (p.counts.fetched, p.counts.stored),
         (740, 740),
         "no slice read twice"
     );
     assert!(p.done && p.error.is_none());
-    assert_eq!(p.checkpoint.as_deref(), Some(p.window_end.as_str()));
+    assert_eq!(p.checkpoint, p.window.map(|w| w.end));
+    assert_eq!(world.control.checkpoint(STS_KEY), p.checkpoint);
     println!(
         "740 events: {} requests for {} slices",
-        *source.requests.lock().unwrap(),
+        world.requests(),
         p.counts.slices
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unreadable_and_oversized_records_are_kept() {
     let now = Utc::now() - Duration::hours(1);
-    let huge = json!({"eventID": "big", "eventTime": now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "awsRegion": "us-east-1",
+    let huge =
+        json!({"eventID": "big", "eventTime": whole(now).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "awsRegion": REGION,
         "requestParameters": {"policy": "x".repeat(500_000)}})
-    .to_string();
-    let source = FakeCloudTrail {
-        events: vec![
+        .to_string();
+    let world = World::new(
+        fast(),
+        vec![
             event(
                 "broken",
                 now,
                 Some("{\"eventID\": \"broken\", truncated".into()),
             ),
             event("big", now, Some(huge)),
-            // No record text and no event id: nothing to store; counted as malformed.
+            // No record text and no event id: nothing to store; counted as malformed, and
+            // its summary kept in S3.
             LookupEvent {
                 event_id: None,
                 cloudtrail_event: None,
                 ..event("x", now, None)
             },
         ],
-        ..Default::default()
-    };
-    let (out, stored, _) = run_to_end(
-        &source,
-        &settings(&[("LOOKUP_RATE_PER_SECOND", "100")]),
-        StdDuration::from_secs(60),
-    )
-    .await;
-    let counts = out.progress[&Source::Sts].counts;
+    );
+    let out = run_to_end(item("r"), &world.deps(), MINUTE, Utc::now()).await;
+    let counts = sts(&out).counts;
     assert_eq!(
         (
             counts.fetched,
             counts.stored,
             counts.malformed,
-            counts.truncated
+            counts.truncated,
+            counts.raw_kept
         ),
-        (3, 2, 2, 1)
+        (3, 2, 2, 1, 2)
     );
-    let map = stored.0.lock().unwrap();
-    let broken = map.values().find(|e| e.event_id == "broken").unwrap();
+    let stored = world.events.all();
+    let broken = stored.iter().find(|e| e.event_id == "broken").unwrap();
     assert!(broken.parse_error.is_some() && broken.raw_record.is_some());
     assert_eq!(broken.user_name, "alice", "from LookupEvents' Username");
-    let big = map.values().find(|e| e.event_id == "big").unwrap();
+    let big = stored.iter().find(|e| e.event_id == "big").unwrap();
     assert_eq!(big.truncated_fields, vec!["request_parameters".to_string()]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slice_too_dense_for_the_budget_is_split_further_until_it_fits() {
     // 2000 events in ten minutes, 40 ms per request, a 0.5 s budget: a 5-minute slice (20
     // pages) cannot be read in one invocation, so stalls halve the minimum slice.
     let now = Utc::now() - Duration::hours(2);
-    let events = (0..2000)
+    let list = (0..2000)
         .map(|i| {
             event(
                 &format!("e{i:05}"),
@@ -323,50 +102,309 @@ async fn a_slice_too_dense_for_the_budget_is_split_further_until_it_fits() {
             )
         })
         .collect();
-    let source = FakeCloudTrail {
-        events,
+    let world = World::new(
+        settings(&[
+            ("LOOKUP_RATE_PER_SECOND", "100"),
+            ("MAX_COLLECT_INVOCATIONS", "1000"),
+        ]),
+        list,
+    );
+    let slow = Slow {
+        inner: &world.source,
         delay: StdDuration::from_millis(40),
-        ..Default::default()
     };
-    let s = settings(&[("LOOKUP_RATE_PER_SECOND", "100")]);
-    let (out, stored, invocations) = run_to_end(&source, &s, StdDuration::from_millis(500)).await;
-    assert_eq!(stored.0.lock().unwrap().len(), 2000);
-    assert!(out.progress[&Source::Sts].done);
-    println!(
-        "dense window: {invocations} invocations, {} requests",
-        *source.requests.lock().unwrap()
-    );
-    assert!(invocations > 3);
-}
-
-#[tokio::test]
-async fn more_than_a_page_in_one_second_is_paged_not_lost() {
-    let burst = whole(Utc::now() - Duration::hours(3));
-    let mut events: Vec<LookupEvent> = (0..1100)
-        .map(|i| event(&format!("b{i:04}"), burst, None))
-        .collect();
-    events.extend(
-        (0..30).map(|i| event(&format!("n{i:04}"), burst + Duration::seconds(i + 1), None)),
-    );
-    events.extend(
-        (0..30).map(|i| event(&format!("o{i:04}"), burst - Duration::seconds(i + 1), None)),
-    );
-    let source = FakeCloudTrail {
-        events,
-        ..Default::default()
-    };
-    let (out, stored, _) = run_to_end(
-        &source,
-        &settings(&[("LOOKUP_RATE_PER_SECOND", "100")]),
-        StdDuration::from_secs(60),
+    let out = run_to_end(
+        item("r"),
+        &world.deps_with(&slow),
+        StdDuration::from_millis(500),
+        Utc::now(),
     )
     .await;
-    assert_eq!(stored.0.lock().unwrap().len(), 1160);
-    let counts = out.progress[&Source::Sts].counts;
+    assert_eq!(world.events.all().len(), 2000);
+    assert!(sts(&out).done && !out.capped);
+    println!(
+        "dense window: {} invocations, {} requests",
+        out.invocations,
+        world.requests()
+    );
+    assert!(out.invocations > 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_than_a_page_in_one_second_is_paged_not_lost() {
+    let burst = whole(Utc::now() - Duration::hours(3));
+    let mut list: Vec<LookupEvent> = (0..1100)
+        .map(|i| event(&format!("b{i:04}"), burst, None))
+        .collect();
+    list.extend(
+        (0..30).map(|i| event(&format!("n{i:04}"), burst + Duration::seconds(i + 1), None)),
+    );
+    list.extend(
+        (0..30).map(|i| event(&format!("o{i:04}"), burst - Duration::seconds(i + 1), None)),
+    );
+    let world = World::new(fast(), list);
+    let out = run_to_end(item("r"), &world.deps(), MINUTE, Utc::now()).await;
+    assert_eq!(world.events.all().len(), 1160);
+    let counts = sts(&out).counts;
     // 1100 events in one second: a 22-page slice, written in parts; every part is counted.
     assert_eq!(
         (counts.fetched, counts.stored),
         (1160, 1160),
         "each event read and counted once"
     );
+}
+
+/// Throttles every request whose number is in `throttled` (1-based), like LookupEvents'
+/// `ThrottlingException`.
+struct Throttling<'a> {
+    inner: &'a MemorySource,
+    calls: Mutex<u64>,
+    throttled: std::ops::RangeInclusive<u64>,
+}
+
+impl EventSource for Throttling<'_> {
+    async fn lookup(&self, request: &LookupRequest) -> Result<LookupPage, LookupError> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls
+        };
+        if self.throttled.contains(&call) {
+            return Err(LookupError::Throttled("Rate exceeded".into()));
+        }
+        self.inner.lookup(request).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_requests_are_retried_with_the_backoff() {
+    let now = Utc::now();
+    let world = World::new(fast(), events("t", 120, now - Duration::hours(5)));
+    let throttling = Throttling {
+        inner: &world.source,
+        calls: Mutex::new(0),
+        throttled: 2..=4,
+    };
+    let started = tokio::time::Instant::now();
+    let out = run_to_end(item("r"), &world.deps_with(&throttling), MINUTE, now).await;
+    let p = sts(&out);
+    assert!(p.done && p.error.is_none());
+    assert_eq!(world.events.all().len(), 120);
+    assert_eq!(p.counts.throttled, 3);
+    // Three throttles in a row: pauses of 1, 2 and 4 s (plus up to 25 % jitter).
+    let waited = started.elapsed();
+    assert!(
+        waited >= StdDuration::from_secs(7) && waited < StdDuration::from_secs(10),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_source_is_skipped() {
+    let now = Utc::now();
+    let world = World::new(fast(), events("p", 10, now - Duration::hours(5)));
+    world.control.set_status(STS_KEY, "paused");
+    let out = run_to_end(item("r"), &world.deps(), MINUTE, now).await;
+    assert_eq!(
+        sts(&out).skipped.as_deref(),
+        Some("paused in the control table")
+    );
+    assert_eq!(world.requests(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clipped_checkpoint_warns() {
+    let now = Utc::now();
+    let stale = now - Duration::days(100);
+    let world = World::new(fast(), events("c", 5, now - Duration::days(3)));
+    world.control.set_checkpoint(STS_KEY, stale);
+    let out = run_to_end(item("r"), &world.deps(), MINUTE, now).await;
+    let p = sts(&out);
+    assert!(p.done && p.error.is_none());
+    assert_eq!(
+        world.events.all().len(),
+        5,
+        "what is still in the history is read"
+    );
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    let warning = &p.warnings[0];
+    assert!(
+        warning.contains("older than CloudTrail's 90-day event history")
+            && warning.contains(&stale.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            && warning.contains("lost"),
+        "{warning}"
+    );
+}
+
+/// LookupEvents that answers oldest first (it never does, but nothing checked it).
+struct OldestFirst {
+    events: Vec<LookupEvent>,
+}
+
+impl EventSource for OldestFirst {
+    async fn lookup(&self, r: &LookupRequest) -> Result<LookupPage, LookupError> {
+        let mut matching: Vec<&LookupEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.event_time.is_some_and(|t| t >= r.start && t <= r.end))
+            .collect();
+        matching.sort_by_key(|e| (e.event_time, e.event_id.clone()));
+        let offset: usize = r.next_token.as_deref().map_or(0, |t| t.parse().unwrap());
+        let events = matching
+            .iter()
+            .skip(offset)
+            .take(50)
+            .map(|e| (*e).clone())
+            .collect();
+        let next = (offset + 50 < matching.len()).then(|| (offset + 50).to_string());
+        Ok(LookupPage {
+            events,
+            next_token: next,
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unordered_page_is_not_held() {
+    // Holding a first page's events is only right when the page is the slice's newest 50.
+    // Given oldest-first pages, the old code held the oldest 50 as if they were everything
+    // newer than their oldest second: it stored 50 of the 320 events.
+    let now = Utc::now();
+    let list = events("u", 320, now - Duration::hours(6));
+    let world = World::new(fast(), vec![]);
+    let source = OldestFirst {
+        events: list.clone(),
+    };
+    let out = run_to_end(item("r"), &world.deps_with(&source), MINUTE, now).await;
+    let p = sts(&out);
+    assert!(p.done && p.error.is_none());
+    assert_eq!(world.events.all().len(), 320, "nothing skipped");
+    assert_eq!(p.counts.fetched, 320);
+}
+
+/// Pauses the source in the control table (as an operator would) at its `after`-th request.
+struct PausesAfter<'a> {
+    inner: &'a MemorySource,
+    control: &'a MemoryControl,
+    after: u64,
+    calls: Mutex<u64>,
+}
+
+impl EventSource for PausesAfter<'_> {
+    async fn lookup(&self, request: &LookupRequest) -> Result<LookupPage, LookupError> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls
+        };
+        if call == self.after {
+            self.control.set_status(STS_KEY, "paused");
+        }
+        self.inner.lookup(request).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_during_run_is_kept() {
+    // 200 events spread over 40 hours: several slices. Paused at the first request: the first
+    // slice is stored, then the source stops; the old code read every slice regardless.
+    let now = Utc::now();
+    let list = (0..200)
+        .map(|i| {
+            event(
+                &format!("p{i:04}"),
+                now - Duration::hours(45) + Duration::minutes(12 * i),
+                None,
+            )
+        })
+        .collect();
+    let world = World::new(fast(), list);
+    let pauser = PausesAfter {
+        inner: &world.source,
+        control: &world.control,
+        after: 1,
+        calls: Mutex::new(0),
+    };
+    let out = run_to_end(item("r"), &world.deps_with(&pauser), MINUTE, now).await;
+    let p = sts(&out);
+    assert_eq!(
+        p.skipped.as_deref(),
+        Some("paused in the control table during the run")
+    );
+    assert!(p.done && p.error.is_none() && !out.more);
+    assert_eq!(p.counts.slices, 1, "stopped after the slice being read");
+    let stored = world.events.all().len();
+    assert!(stored > 0 && stored < 200, "{stored}");
+    assert_eq!(p.counts.stored as usize, stored);
+    assert_eq!(
+        world.control.checkpoint(STS_KEY),
+        p.checkpoint,
+        "its slices are kept"
+    );
+    assert!(
+        world
+            .control
+            .source_state(STS_KEY)
+            .await
+            .unwrap()
+            .is_paused(),
+        "the pause stays"
+    );
+    // The next run skips the source at once.
+    let requests = world.requests();
+    let again = run_to_end(item("r2"), &world.deps(), MINUTE, now).await;
+    assert_eq!(
+        sts(&again).skipped.as_deref(),
+        Some("paused in the control table")
+    );
+    assert_eq!(world.requests(), requests);
+    println!("paused during the run: {stored} of 200 events stored, then stopped");
+}
+
+/// An events table that takes `delay` to answer each write.
+struct SlowEvents<'a> {
+    inner: &'a MemoryEvents,
+    delay: StdDuration,
+}
+
+impl EventStore for SlowEvents<'_> {
+    async fn put_events(&self, events: &[NormalizedEvent]) -> Result<PutOutcome, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put_events(events).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_store_is_bounded_by_the_budget() {
+    // One slice whose write takes 5 minutes, in an invocation with a 30 s budget: the old code
+    // waited for the write (returning after 300 s); now the invocation returns by its deadline
+    // with more: true, and nothing moved.
+    let now = Utc::now();
+    let world = World::new(fast(), events("w", 10, now - Duration::hours(1)));
+    let slow = SlowEvents {
+        inner: &world.events,
+        delay: StdDuration::from_secs(300),
+    };
+    let deps = CollectDeps {
+        settings: &world.settings,
+        source: &world.source,
+        events: &slow,
+        control: &world.control,
+        alerts: &world.alerts,
+        objects: &world.objects,
+    };
+    let budget = StdDuration::from_secs(30);
+    let started = tokio::time::Instant::now();
+    let out = invoke(item("r"), &deps, budget, now).await;
+    let took = started.elapsed();
+    assert!(took <= budget, "returned after {took:?}");
+    assert!(out.more && !sts(&out).done);
+    assert_eq!(sts(&out).counts.slices, 0);
+    assert_eq!(
+        world.control.checkpoint(STS_KEY),
+        None,
+        "the checkpoint did not move"
+    );
+    assert_eq!(world.control.lease(LEASE), None, "the lease is given back");
+    println!("slow store: invocation returned after {took:?} of a {budget:?} budget");
 }

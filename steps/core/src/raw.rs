@@ -40,7 +40,10 @@ pub fn raw_key(
     event_id: Option<&str>,
     record: &[u8],
 ) -> String {
-    let date = date.map_or_else(|| "undated".to_string(), |d| d.format("%Y-%m-%d").to_string());
+    let date = date.map_or_else(
+        || "undated".to_string(),
+        |d| d.format("%Y-%m-%d").to_string(),
+    );
     let region = safe_segment(region, MAX_REGION_CHARS);
     let id = match event_id.filter(|id| !id.is_empty()) {
         Some(id) => safe_segment(id, MAX_ID_CHARS),
@@ -153,7 +156,17 @@ mod tests {
 
     #[test]
     fn hostile_ids_are_sanitised_bounded_and_kept_apart() {
-        for id in ["../../etc/passwd", "a/b", "a b", "..", ".", "é", "a\nb", "a%2Fb", "*"] {
+        for id in [
+            "../../etc/passwd",
+            "a/b",
+            "a b",
+            "..",
+            ".",
+            "é",
+            "a\nb",
+            "a%2Fb",
+            "*",
+        ] {
             let key = raw_key(date(), "us-east-1", Source::Sts, Some(id), b"{}");
             let parts = segments(&key);
             assert_eq!(parts.len(), 4, "{id:?}: {key}");
@@ -185,9 +198,18 @@ mod tests {
     #[test]
     fn without_an_id_the_record_names_the_key() {
         let a = raw_key(None, "us-east-1", Source::Sts, None, b"{\"a\":1}");
-        assert_eq!(a, raw_key(None, "us-east-1", Source::Sts, Some(""), b"{\"a\":1}"));
-        assert_ne!(a, raw_key(None, "us-east-1", Source::Sts, None, b"{\"a\":2}"));
-        assert!(a.starts_with("raw-events/undated/us-east-1/sts/record-"), "{a}");
+        assert_eq!(
+            a,
+            raw_key(None, "us-east-1", Source::Sts, Some(""), b"{\"a\":1}")
+        );
+        assert_ne!(
+            a,
+            raw_key(None, "us-east-1", Source::Sts, None, b"{\"a\":2}")
+        );
+        assert!(
+            a.starts_with("raw-events/undated/us-east-1/sts/record-"),
+            "{a}"
+        );
         // Stable across runs and machines.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
@@ -208,8 +230,15 @@ mod tests {
             ttl: Some(42),
             ..Default::default()
         };
-        let m = minimal_item(&big, "Item size has exceeded the maximum allowed size", "k.json");
-        assert_eq!((m.event_date.as_str(), m.event_id.as_str()), ("2024-03-01", "id-1"));
+        let m = minimal_item(
+            &big,
+            "Item size has exceeded the maximum allowed size",
+            "k.json",
+        );
+        assert_eq!(
+            (m.event_date.as_str(), m.event_id.as_str()),
+            ("2024-03-01", "id-1")
+        );
         assert!(m.event_name.len() <= MINIMAL_TEXT_BYTES && m.event_name.starts_with('é'));
         assert_eq!(m.user_name, "unknown", "index keys are never empty");
         assert_eq!(m.user_arn, None);

@@ -1,15 +1,17 @@
-//! Collection windows, slices and checkpoint rules (DESIGN §5).
+//! Collection windows, slices and checkpoint rules (docs/collection.md).
 //!
 //! A window runs from the checkpoint minus the overlap to now minus the settle time. Collect
 //! works through it oldest slice first: a slice whose first LookupEvents page is not the last is
-//! split in two (older half first) until it is no longer than the minimum slice; a slice is
-//! paged to the end, stored, and only then does the checkpoint move to its end.
+//! narrowed (its newest events held, or the slice split in two, older half first) until it is
+//! no longer than the minimum slice; a slice is paged to the end, stored, and only then does the
+//! checkpoint move to its end.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Settings, CLOUDTRAIL_HISTORY_DAYS};
 use crate::contract::Mode;
+use crate::record::format_time;
 
 /// A closed time range `[start, end]` with whole-second bounds, as LookupEvents takes it
 /// (both bounds inclusive).
@@ -73,17 +75,34 @@ pub fn history_start(now: DateTime<Utc>) -> DateTime<Utc> {
 /// The incremental window for a source: from the checkpoint minus the overlap (or now minus
 /// the initial lookback on a first run) to now minus the settle time, never before CloudTrail's
 /// 90-day history.
+///
+/// Returns a warning when the checkpoint itself is older than that history: the events between
+/// the checkpoint and the history's start can no longer be read by LookupEvents, so the tracker
+/// has lost them (only CloudTrail's S3 logs, if a trail kept them, still hold them). Clipping
+/// just the overlap loses nothing (those events were stored) and is not reported.
 pub fn incremental_window(
     checkpoint: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     settings: &Settings,
-) -> Window {
+) -> (Window, Option<String>) {
     let end = now - settings.settle;
+    let oldest = history_start(now);
     let start = match checkpoint {
         Some(cp) => cp - settings.overlap,
         None => now - settings.initial_lookback,
     };
-    Window::new(start.max(history_start(now)), end)
+    let warning = checkpoint.filter(|cp| *cp < oldest).map(|cp| {
+        format!(
+            "checkpoint {} is older than CloudTrail's {CLOUDTRAIL_HISTORY_DAYS}-day event history; \
+             events between {} and {} can no longer be read (LookupEvents no longer returns \
+             them, so they are lost to this tracker); reading from {}",
+            format_time(cp),
+            format_time(cp),
+            format_time(oldest),
+            format_time(oldest),
+        )
+    });
+    (Window::new(start.max(oldest), end), warning)
 }
 
 /// A backfill range must be ordered; it is clipped to CloudTrail's history and to the settle
@@ -189,16 +208,39 @@ mod tests {
     fn incremental_windows() {
         let s = settings();
         let now = t(12, 0, 0) + Duration::days(100);
-        let first = incremental_window(None, now, &s);
+        let (first, warning) = incremental_window(None, now, &s);
         assert_eq!(first.start, history_start(now));
         assert_eq!(first.end, now - Duration::minutes(5));
+        assert_eq!(warning, None, "a first run's lookback is clipped silently");
         let cp = now - Duration::hours(1);
-        let next = incremental_window(Some(cp), now, &s);
+        let (next, warning) = incremental_window(Some(cp), now, &s);
         assert_eq!(next.start, cp - Duration::minutes(15));
-        let ancient = incremental_window(Some(now - Duration::days(200)), now, &s);
-        assert_eq!(ancient.start, history_start(now));
-        let fresh = incremental_window(Some(now - Duration::minutes(1)), now, &s);
+        assert_eq!(warning, None);
+        let (fresh, _) = incremental_window(Some(now - Duration::minutes(1)), now, &s);
         assert!(!fresh.is_empty(), "overlap re-reads the last minutes");
+    }
+
+    #[test]
+    fn a_checkpoint_older_than_the_history_is_clipped_with_a_warning() {
+        let s = settings();
+        let now = t(12, 0, 0) + Duration::days(100);
+        let cp = now - Duration::days(200);
+        let (ancient, warning) = incremental_window(Some(cp), now, &s);
+        assert_eq!(ancient.start, history_start(now));
+        let warning = warning.expect("the lost range is reported");
+        assert!(warning.contains(&format_time(cp)), "{warning}");
+        assert!(
+            warning.contains(&format_time(history_start(now))),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("90-day") && warning.contains("lost"),
+            "{warning}"
+        );
+        // Only the overlap reaches past the history: nothing is lost, nothing is reported.
+        let edge = history_start(now) + Duration::minutes(5);
+        let (w, warning) = incremental_window(Some(edge), now, &s);
+        assert_eq!((w.start, warning), (history_start(now), None));
     }
 
     #[test]
