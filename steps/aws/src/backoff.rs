@@ -57,7 +57,10 @@ mod tests {
         for (attempt, base_ms) in [(1, 50), (2, 100), (3, 200), (8, 5000), (40, 5000)] {
             let pause = backoff(attempt, BATCH_BACKOFF);
             let base = Duration::from_millis(base_ms);
-            assert!(pause >= base && pause <= base + base / 4, "{attempt}: {pause:?}");
+            assert!(
+                pause >= base && pause <= base + base / 4,
+                "{attempt}: {pause:?}"
+            );
         }
         let first = backoff(1, THROTTLE_BACKOFF);
         assert!(first >= Duration::from_secs(1) && first <= Duration::from_millis(1250));

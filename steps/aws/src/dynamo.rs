@@ -126,7 +126,9 @@ impl DynamoEventStore {
                     let throttled = code.contains("Throughput")
                         || code.contains("Throttl")
                         || code == "RequestLimitExceeded";
-                    let transient = e.raw_response().is_some_and(|r| r.status().is_server_error())
+                    let transient = e
+                        .raw_response()
+                        .is_some_and(|r| r.status().is_server_error())
                         || matches!(
                             e,
                             aws_sdk_dynamodb::error::SdkError::TimeoutError(_)
@@ -135,7 +137,11 @@ impl DynamoEventStore {
                     if !throttled && !transient {
                         return Err(BatchError::Store(store_error("dynamodb:BatchWriteItem", e)));
                     }
-                    tracing::warn!(attempt, code, "BatchWriteItem throttled or failed; retrying");
+                    tracing::warn!(
+                        attempt,
+                        code,
+                        "BatchWriteItem throttled or failed; retrying"
+                    );
                 }
             }
         }
@@ -439,12 +445,15 @@ impl ControlStore for DynamoControlStore {
                 .expression_attribute_values(":e", s(&error))
                 .expression_attribute_values(":now", s(format_time(now)))
         };
-        let result = update("SET last_error = :e, processing_status = :s, last_execution_time = :now")
-            .condition_expression("attribute_not_exists(processing_status) OR processing_status <> :paused")
-            .expression_attribute_values(":s", s("error"))
-            .expression_attribute_values(":paused", s("paused"))
-            .send()
-            .await;
+        let result =
+            update("SET last_error = :e, processing_status = :s, last_execution_time = :now")
+                .condition_expression(
+                    "attribute_not_exists(processing_status) OR processing_status <> :paused",
+                )
+                .expression_attribute_values(":s", s("error"))
+                .expression_attribute_values(":paused", s("paused"))
+                .send()
+                .await;
         match result {
             Ok(_) => Ok(()),
             // Paused: keep the pause, record the error only.
@@ -479,11 +488,13 @@ impl ControlStore for DynamoControlStore {
             // Expired leases disappear by themselves a day later.
             .item(
                 "ttl",
-                AttributeValue::N((expires + chrono::Duration::days(1)).timestamp().to_string()),
+                AttributeValue::N(
+                    (expires + chrono::Duration::days(1))
+                        .timestamp()
+                        .to_string(),
+                ),
             )
-            .condition_expression(
-                "attribute_not_exists(#r) OR holder = :h OR expires_at < :now",
-            )
+            .condition_expression("attribute_not_exists(#r) OR holder = :h OR expires_at < :now")
             .expression_attribute_names("#r", "region")
             .expression_attribute_values(":h", s(holder))
             .expression_attribute_values(":now", s(format_time(now)))

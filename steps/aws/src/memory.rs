@@ -162,7 +162,11 @@ impl EventStore for MemoryEvents {
 }
 
 impl EventReader for MemoryEvents {
-    async fn day_page(&self, date: NaiveDate, after: Option<String>) -> Result<DayPage, StoreError> {
+    async fn day_page(
+        &self,
+        date: NaiveDate,
+        after: Option<String>,
+    ) -> Result<DayPage, StoreError> {
         let d = date.format("%Y-%m-%d").to_string();
         let items = lock(&self.items);
         let from = (d.clone(), after.clone().unwrap_or_default());
@@ -411,9 +415,7 @@ impl MemoryObjects {
 
     /// The current version of an object.
     pub fn get(&self, key: &str) -> Option<MemoryObject> {
-        lock(&self.objects)
-            .get(key)
-            .and_then(|v| v.last().cloned())
+        lock(&self.objects).get(key).and_then(|v| v.last().cloned())
     }
 
     /// Every current key.

@@ -232,8 +232,10 @@ pub trait ObjectStore: Send + Sync {
     /// Every key under a prefix.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// An object's size and metadata; `None` when it does not exist.
-    fn head(&self, key: &str)
-        -> impl Future<Output = Result<Option<ObjectInfo>, StoreError>> + Send;
+    fn head(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectInfo>, StoreError>> + Send;
     /// Uploads a local file with user metadata, atomically: one PUT, or one multipart upload
     /// for large files (the object appears whole or not at all; a failed upload is aborted
     /// and leaves the previous version in place).
