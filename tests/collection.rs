@@ -1,9 +1,14 @@
-//! Collection over the bundled real dataset: exact counts, idempotent re-runs and backfills,
-//! all through real state machine executions on moto server.
+//! Collection over the bundled real dataset: exact counts, idempotent re-runs and backfills
+//! (and where a backfill leaves the checkpoint: unchanged unless the range it read joins up
+//! with it, then forward to its end, never backwards), all through real state machine
+//! executions on moto server.
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration as Span, Utc};
 use iamtrail::demo::dataset_emulator;
+use iamtrail::local::LocalStack;
 use iamtrail_e2e::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dataset_is_stored_exactly_once_through_reruns_and_backfill() {
@@ -56,27 +61,20 @@ async fn dataset_is_stored_exactly_once_through_reruns_and_backfill() {
     assert_eq!(again.status, "succeeded");
     let after_rerun = scan_all(&db, &events_table).await;
     assert_eq!(after_rerun, items, "a re-run changes nothing");
-    let checkpoint = attr(
-        &control_item(&stack, "us-east-1-iam").await.unwrap(),
-        "last_processed_timestamp",
-    )
-    .unwrap()
-    .to_string();
+    let checkpoint = iam_checkpoint(&stack).await;
 
-    // A backfill over the dataset's whole range rewrites every event and changes nothing.
+    // (a) A backfill over the dataset's whole range: it ends a day before the checkpoint (the
+    // time of run-2 minus the settle time), rewrites every event, changes nothing, and leaves
+    // the checkpoint exactly where it was.
     let times: Vec<&str> = items.iter().filter_map(|i| attr(i, "event_time")).collect();
-    let (oldest, newest) = (times.iter().min().unwrap(), times.iter().max().unwrap());
-    let parse = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-    };
-    let start_at = (parse(oldest) - chrono::Duration::hours(1)).to_rfc3339();
-    let end_at = (parse(newest) + chrono::Duration::hours(1)).to_rfc3339();
+    let (oldest, newest) = (
+        parse(times.iter().min().unwrap()),
+        parse(times.iter().max().unwrap()),
+    );
     let (_, backfill) = run_ok(
         &stack,
         "backfill-1",
-        json!({"start": start_at, "end": end_at, "regions": ["us-east-1"]}),
+        backfill_input(oldest - Span::hours(1), newest + Span::hours(1), &[]),
     )
     .await;
     assert_eq!(backfill.mode, iamtrail_core::Mode::Backfill);
@@ -86,17 +84,154 @@ async fn dataset_is_stored_exactly_once_through_reruns_and_backfill() {
     );
     let after_backfill = scan_all(&db, &events_table).await;
     assert_eq!(after_backfill, items, "a backfill changes nothing");
-    let checkpoint_after = attr(
-        &control_item(&stack, "us-east-1-iam").await.unwrap(),
-        "last_processed_timestamp",
-    )
-    .unwrap()
-    .to_string();
+    assert!(newest + Span::hours(1) < checkpoint);
     assert_eq!(
-        checkpoint_after, checkpoint,
-        "a backfill never moves a checkpoint backwards"
+        iam_checkpoint(&stack).await,
+        checkpoint,
+        "a backfill that ends before the checkpoint leaves it unchanged (never moves it back)"
     );
+
+    // A checkpoint that lags (as after a source was paused for a day): rewound, by hand, to the
+    // middle of the dataset's IAM events. The backfills below read IAM in us-east-1 only.
+    let mut iam_times: Vec<DateTime<Utc>> = items
+        .iter()
+        .filter(|i| attr(i, "event_source") == Some("iam.amazonaws.com"))
+        .filter_map(|i| attr(i, "event_time").map(parse))
+        .collect();
+    iam_times.sort();
+    assert!(iam_times.len() > 100, "{} IAM events", iam_times.len());
+    let lagging = trunc(iam_times[iam_times.len() / 2]);
+    set_iam_checkpoint(&stack, lagging).await;
+    assert_eq!(iam_checkpoint(&stack).await, lagging);
+
+    // A backfill that starts after the checkpoint would leave a gap behind it: unchanged.
+    run_ok(
+        &stack,
+        "backfill-gap",
+        backfill_input(
+            lagging + Span::minutes(30),
+            lagging + Span::hours(1),
+            &["iam"],
+        ),
+    )
+    .await;
+    assert_eq!(
+        iam_checkpoint(&stack).await,
+        lagging,
+        "a backfill not joined up with the checkpoint leaves it unchanged"
+    );
+    // A backfill that ends before the checkpoint: unchanged (it is not moved back to the end).
+    run_ok(
+        &stack,
+        "backfill-before",
+        backfill_input(lagging - Span::hours(3), lagging - Span::hours(1), &["iam"]),
+    )
+    .await;
+    assert_eq!(
+        iam_checkpoint(&stack).await,
+        lagging,
+        "a backfill that ends before the checkpoint never moves it backwards"
+    );
+
+    // (b) A backfill whose range covers the checkpoint and goes past it: the checkpoint moves
+    // forward to exactly the backfill's end, and the table is unchanged.
+    let joined_end = trunc(newest + Span::hours(1));
+    let (_, joined) = run_ok(
+        &stack,
+        "backfill-join",
+        backfill_input(iam_times[0] - Span::hours(1), joined_end, &["iam"]),
+    )
+    .await;
+    assert_eq!(
+        joined.totals.stored as usize,
+        iam_times.len(),
+        "every IAM event, on both sides of the checkpoint, re-read"
+    );
+    assert_eq!(
+        iam_checkpoint(&stack).await,
+        joined_end,
+        "a backfill joined up with the checkpoint moves it forward to the backfill's end"
+    );
+    assert_eq!(scan_all(&db, &events_table).await, items);
+    // The other checkpoints were not touched by these IAM-only backfills.
+    let sts = control_item(&stack, "us-east-1-sts").await.unwrap();
+    assert_eq!(
+        attr(&sts, "last_processed_timestamp").map(parse),
+        Some(checkpoint)
+    );
+
+    // A backfill ending in the future is bounded by now minus the settle time (5 minutes).
+    let before = Utc::now();
+    run_ok(
+        &stack,
+        "backfill-future",
+        backfill_input(
+            joined_end - Span::minutes(10),
+            before + Span::days(1),
+            &["iam"],
+        ),
+    )
+    .await;
+    let after = Utc::now();
+    let settle = Span::minutes(5);
+    let bounded = iam_checkpoint(&stack).await;
+    assert!(
+        bounded >= trunc(before) - settle && bounded <= after - settle,
+        "{bounded} within [{before} - 5 min, {after} - 5 min]"
+    );
+    assert!(bounded >= checkpoint, "never behind where it was");
     stack.stop().await;
+}
+
+fn parse(t: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(t)
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+        .with_timezone(&Utc)
+}
+
+/// Whole seconds, as checkpoints are stored.
+fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
+    t - Span::nanoseconds(t.timestamp_subsec_nanos() as i64)
+}
+
+/// A backfill input over `[start, end]` in us-east-1 (whole seconds), for `sources` (all when
+/// empty).
+fn backfill_input(start: DateTime<Utc>, end: DateTime<Utc>, sources: &[&str]) -> Value {
+    let mut input = json!({
+        "start": trunc(start).to_rfc3339(),
+        "end": trunc(end).to_rfc3339(),
+        "regions": ["us-east-1"],
+    });
+    if !sources.is_empty() {
+        input["sources"] = json!(sources);
+    }
+    input
+}
+
+/// The us-east-1 IAM checkpoint, read from the control table.
+async fn iam_checkpoint(stack: &LocalStack) -> DateTime<Utc> {
+    let item = control_item(stack, "us-east-1-iam")
+        .await
+        .expect("checkpoint us-east-1-iam");
+    parse(attr(&item, "last_processed_timestamp").expect("last_processed_timestamp"))
+}
+
+/// Sets the us-east-1 IAM checkpoint by hand (test set-up only), keeping the item's other
+/// attributes.
+async fn set_iam_checkpoint(stack: &LocalStack, t: DateTime<Utc>) {
+    stack
+        .dynamodb()
+        .update_item()
+        .table_name(&stack.settings().control_table)
+        .key("region", AttributeValue::S("us-east-1-iam".into()))
+        .update_expression("SET last_processed_timestamp = :t")
+        .expression_attribute_values(
+            ":t",
+            AttributeValue::S(trunc(t).format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        )
+        .send()
+        .await
+        .expect("rewind the checkpoint");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

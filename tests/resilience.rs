@@ -1,4 +1,5 @@
-//! Throttling, late delivery, the time-budget loop and failing regions: nothing is lost.
+//! Throttling, late delivery, the time-budget loop, failing regions and DynamoDB leaving items
+//! unprocessed: nothing is lost.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -259,5 +260,59 @@ async fn a_failing_region_is_reported_while_the_others_complete() {
         .find(|e| e.region == "eu-north-1")
         .expect("eu-north-1 reported");
     assert!(north.error.contains("InjectedFailure"), "{}", north.error);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unprocessed_items_from_batch_write_item_are_written_again_and_nothing_is_lost() {
+    let stack = start(options("unprocessed")).await;
+    // 300 events: 12 batches of 25.
+    let records = sts_records(
+        "unprocessed",
+        300,
+        Utc::now() - Span::hours(2),
+        Span::seconds(5),
+        "us-east-1",
+    );
+    let expected: BTreeSet<String> = records
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap().to_string())
+        .collect();
+    stack.emulator.add_records(records);
+    // Half the events table's batches come back with half their items unprocessed (at most 6,
+    // so that no batch can run out of attempts whatever the seed decides).
+    let events_table = stack.settings().events_table.clone();
+    stack.dynamodb_unprocessed_items(Some(
+        UnprocessedItemsFault::new(2024)
+            .probability(0.5)
+            .fraction(0.5)
+            .max_batches(6)
+            .table(&events_table),
+    ));
+
+    let (_, summary) = run_ok(&stack, "unprocessed", only_sts_in(&["us-east-1"])).await;
+    let items = scan_all(&stack.dynamodb(), &events_table).await;
+    let (requests, cut) = (
+        stack.requests("dynamodb", "BatchWriteItem"),
+        stack.injected("dynamodb", "BatchWriteItem"),
+    );
+    println!("BatchWriteItem: {requests} requests, {cut} cut short by the gateway");
+    assert_eq!(ids(&items), expected, "every event stored once");
+    assert!(cut > 0, "the gateway left items unprocessed");
+    assert!(
+        requests >= 12 + cut,
+        "every cut batch was followed by a retry of its unprocessed items ({requests} requests)"
+    );
+    assert_eq!(summary.status, "succeeded");
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    // The gateway counts what reached the CloudTrail emulator, too.
+    assert_eq!(
+        stack.requests("cloudtrail", "LookupEvents"),
+        stack.cloudtrail_stats().requests
+    );
+    assert_eq!(
+        stack.cloudtrail_stats().per_region["us-east-1"].requests,
+        summary.totals.requests
+    );
     stack.stop().await;
 }

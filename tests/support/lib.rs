@@ -1,5 +1,7 @@
 //! Shared helpers of the end-to-end tests: start a local stack on free loopback ports, run real
-//! executions, read the tables back over DynamoDB's HTTP API on moto.
+//! executions, read the tables back over DynamoDB's HTTP API on moto. The steps' AWS traffic
+//! goes through the gateway, where tests inject faults and count requests (`LocalStack`'s
+//! fault and counter methods); the helpers here read moto directly.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -9,6 +11,13 @@ use chrono::{DateTime, Utc};
 use iamtrail::local::{ExecutionResult, LocalOptions, LocalStack};
 use iamtrail_core::contract::RunSummary;
 use serde_json::{json, Value};
+
+// The gateway's fault plan and counters, for the tests' `use iamtrail_e2e::*` (set through
+// `LocalStack::set_faults`, `dynamodb_unprocessed_items`, `reject_dynamodb_item`, ...).
+pub use iamtrail_local::{
+    EmulatorStats, FaultPlan, InvalidItemFault, OperationCount, RequestCounts, TextMatch,
+    UnprocessedItemsFault, UploadPartFault,
+};
 
 /// One DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;

@@ -16,8 +16,9 @@ use iamtrail_aws::tables::{create_table, table_specs};
 use iamtrail_aws::{run_step, AwsContext, Endpoints, Step};
 use iamtrail_core::Settings;
 use iamtrail_local::{
-    CloudTrailEmulator, EmulatorOptions, FunctionError, Gateway, GatewayConfig, LambdaRegistry,
-    MotoOptions, MotoServer,
+    CloudTrailEmulator, EmulatorOptions, EmulatorStats, FaultPlan, FunctionError, Gateway,
+    GatewayConfig, InvalidItemFault, LambdaRegistry, MotoOptions, MotoServer, RequestCounts,
+    TextMatch, UnprocessedItemsFault, UploadPartFault, SMALL_S3_PART_SIZE,
 };
 use serde_json::Value;
 
@@ -47,6 +48,10 @@ pub struct LocalOptions {
     /// Failure injection for tests: Collect invocations for these regions fail as a Lambda
     /// function error (`InjectedFailure`), as a crashed or timed-out function would.
     pub fail_collect_regions: Vec<String>,
+    /// S3's minimum multipart part size in moto (`S3_UPLOAD_PART_MIN_SIZE`): by default
+    /// [`SMALL_S3_PART_SIZE`] (256 bytes), so that tests can upload multipart files of a few
+    /// KB; `None` keeps AWS's 5 MiB.
+    pub s3_part_min_size: Option<u64>,
 }
 
 impl LocalOptions {
@@ -61,6 +66,7 @@ impl LocalOptions {
             map_max_concurrency: 10,
             moto_log: None,
             fail_collect_regions: Vec::new(),
+            s3_part_min_size: Some(SMALL_S3_PART_SIZE),
         }
     }
 }
@@ -250,6 +256,7 @@ impl LocalStack {
             moto_server_bin: moto_bin,
             moto_port_env: gateway.port(),
             log_file: options.moto_log.clone(),
+            s3_upload_part_min_size: options.s3_part_min_size,
         })
         .await
         .context("starting moto server")?;
@@ -257,10 +264,11 @@ impl LocalStack {
         let context = Arc::new(AwsContext::new(
             &sdk,
             settings,
+            // Every AWS call of the steps goes through the gateway (which proxies to moto), so
+            // tests can inject faults into DynamoDB, SNS and S3 and count the requests.
             Endpoints {
-                aws: Some(moto.endpoint()),
+                aws: Some(gateway.endpoint()),
                 cloudtrail: Some(gateway.endpoint()),
-                // SNS goes through the gateway so tests can inject publish failures.
                 sns: Some(gateway.endpoint()),
             },
         ));
@@ -276,9 +284,14 @@ impl LocalStack {
         })
     }
 
-    /// A DynamoDB client on moto.
+    /// A DynamoDB client on moto directly, for the harness: its requests bypass the gateway,
+    /// so faults never touch them and the gateway does not count them. The steps' own client
+    /// (`context.dynamodb`) goes through the gateway.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        self.context.dynamodb.clone()
+        let conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+            .endpoint_url(self.moto.endpoint())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
     }
 
     /// A Step Functions client on moto.
@@ -297,13 +310,120 @@ impl LocalStack {
         aws_sdk_sqs::Client::from_conf(conf)
     }
 
-    /// Makes SNS Publish fail (HTTP 500 from the gateway) until called with `false`.
+    // ---- Fault injection (all off by default) -------------------------------------------
+    //
+    // The gateway injects the faults into the steps' AWS traffic as the real services fail
+    // (see `iamtrail_local::gateway`). Each setter changes one fault and keeps the others;
+    // changing a fault restarts that fault's own counters (its decision sequence, its
+    // `max_batches`/`times` budget).
+
+    /// Replaces the whole fault plan (restarting every fault's counters).
+    pub fn set_faults(&self, plan: FaultPlan) {
+        self.gateway.set_fault_plan(plan);
+    }
+
+    /// Changes the fault plan in place.
+    pub fn update_faults(&self, change: impl FnOnce(&mut FaultPlan)) {
+        self.gateway.update_fault_plan(change);
+    }
+
+    /// The current fault plan.
+    pub fn faults(&self) -> FaultPlan {
+        self.gateway.fault_plan()
+    }
+
+    /// Turns every fault off.
+    pub fn clear_faults(&self) {
+        self.gateway.set_fault_plan(FaultPlan::default());
+    }
+
+    /// Makes every SNS Publish fail (HTTP 500 `InternalError` from the gateway) until called
+    /// with `false`.
     pub fn fail_sns_publish(&self, fail: bool) {
-        self.gateway.set_faults(if fail {
-            vec!["Action=Publish".into(), "Publish".into()]
-        } else {
-            vec![]
+        self.update_faults(|p| p.sns_publish_fail = fail.then_some(TextMatch::Any));
+    }
+
+    /// Makes SNS Publish fail (HTTP 500 `InternalError`) for messages whose subject or body
+    /// contains `pattern`; `None` turns it off.
+    pub fn fail_sns_publish_matching(&self, pattern: Option<&str>) {
+        self.update_faults(|p| p.sns_publish_fail = pattern.map(TextMatch::contains));
+    }
+
+    /// Delays every SNS Publish by `delay` before it is forwarded; `None` turns it off.
+    pub fn delay_sns_publish(&self, delay: Option<Duration>) {
+        self.update_faults(|p| p.sns_publish_delay = delay);
+    }
+
+    /// DynamoDB `BatchWriteItem` returns part of its items in `UnprocessedItems` (see
+    /// [`UnprocessedItemsFault`]: probability, fraction kept back, seed, at most N batches,
+    /// table); `None` turns it off.
+    pub fn dynamodb_unprocessed_items(&self, fault: Option<UnprocessedItemsFault>) {
+        self.update_faults(|p| p.dynamodb_unprocessed = fault);
+    }
+
+    /// A `BatchWriteItem` (or `PutItem`) holding an item whose `attribute` (string or number)
+    /// equals `value`, e.g. `("event_id", "…")`, fails whole with DynamoDB's
+    /// `ValidationException`. Adds to the poison items already set.
+    pub fn reject_dynamodb_item(&self, attribute: &str, value: &str) {
+        self.update_faults(|p| {
+            p.dynamodb_invalid_items
+                .push(InvalidItemFault::new(attribute, value))
         });
+    }
+
+    /// Forgets every poison item of [`Self::reject_dynamodb_item`].
+    pub fn accept_all_dynamodb_items(&self) {
+        self.update_faults(|p| p.dynamodb_invalid_items.clear());
+    }
+
+    /// S3 `UploadPart` fails (HTTP 500 `InternalError`) for a part number (see
+    /// [`UploadPartFault`]); `None` turns it off.
+    pub fn fail_s3_upload_part(&self, fault: Option<UploadPartFault>) {
+        self.update_faults(|p| p.s3_upload_part_fail = fault);
+    }
+
+    /// S3 `CompleteMultipartUpload` fails (HTTP 500 `InternalError`) for keys containing
+    /// `pattern` (`""` for every key); `None` turns it off.
+    pub fn fail_s3_complete_multipart(&self, pattern: Option<&str>) {
+        self.update_faults(|p| p.s3_complete_multipart_fail = pattern.map(TextMatch::contains));
+    }
+
+    /// S3 `PutObject` fails (HTTP 500 `InternalError`) for keys containing `pattern` (`""` for
+    /// every key); `None` turns it off.
+    pub fn fail_s3_put_object(&self, pattern: Option<&str>) {
+        self.update_faults(|p| p.s3_put_object_fail = pattern.map(TextMatch::contains));
+    }
+
+    // ---- Counters ------------------------------------------------------------------------
+
+    /// Requests the gateway received for `service` (SigV4 signing name: `dynamodb`, `sns`,
+    /// `s3`, `ec2`, `cloudtrail`, `lambda`, `states`) and `operation` (`BatchWriteItem`,
+    /// `Publish`, `UploadPart`, `LookupEvents`, `Invoke`, ...), faulted ones included. The
+    /// harness's own clients ([`Self::dynamodb`], [`Self::sfn`], [`Self::sqs`])
+    /// talk to moto directly and are not counted.
+    pub fn requests(&self, service: &str, operation: &str) -> u64 {
+        self.gateway.requests(service, operation)
+    }
+
+    /// Requests of `service`/`operation` a fault was injected into.
+    pub fn injected(&self, service: &str, operation: &str) -> u64 {
+        self.gateway.injected(service, operation)
+    }
+
+    /// Every gateway counter, by (service, operation).
+    pub fn request_counts(&self) -> RequestCounts {
+        self.gateway.request_counts()
+    }
+
+    /// Sets the gateway's counters back to zero (the CloudTrail emulator's are cumulative).
+    pub fn reset_request_counts(&self) {
+        self.gateway.reset_counts();
+    }
+
+    /// The CloudTrail emulator's counters: requests, throttled and failed, in total and per
+    /// region.
+    pub fn cloudtrail_stats(&self) -> EmulatorStats {
+        self.emulator.stats()
     }
 
     /// Reads (and removes) every alert delivered to the mailbox queue so far.
@@ -423,6 +543,12 @@ impl LocalStack {
                     "MapMaxConcurrency",
                     self.options.map_max_concurrency.to_string(),
                 ),
+                (
+                    "ExecutionTimeoutSeconds",
+                    self.context.settings.run_lease.num_seconds().to_string(),
+                ),
+                ("MaxAlertInvocations", "5".to_string()),
+                ("MaxExportInvocations", "10".to_string()),
             ],
         )?;
         let created = self

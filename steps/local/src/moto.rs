@@ -33,7 +33,22 @@ pub struct MotoOptions {
     pub moto_port_env: u16,
     /// Where moto's stdout and stderr go (appended); `None` discards them.
     pub log_file: Option<PathBuf>,
+    /// S3's minimum size of a multipart upload's parts (all but the last), `None` for AWS's
+    /// 5 MiB. moto reads it from `S3_UPLOAD_PART_MIN_SIZE` at start-up and answers
+    /// `CompleteMultipartUpload` with `EntityTooSmall` when a part but the last is smaller
+    /// (moto 5.2, `moto/settings.py`, `moto/s3/models.py`). A small value (e.g.
+    /// [`SMALL_S3_PART_SIZE`]) lets tests upload multipart files of a few KB.
+    pub s3_upload_part_min_size: Option<u64>,
 }
+
+/// A small S3 minimum part size for tests (moto's documentation uses 256 bytes).
+pub const SMALL_S3_PART_SIZE: u64 = 256;
+
+/// What moto keeps of an S3 object in memory before spilling it to a temporary file, when the
+/// part size is lowered: moto's default (5 MiB - 1 KiB). moto derives it from
+/// `S3_UPLOAD_PART_MIN_SIZE - 1024`, which a small part size would make negative (every object
+/// on disk), so it is set explicitly.
+const S3_KEY_BUFFER_SIZE: u64 = 5 * 1024 * 1024 - 1024;
 
 /// A moto error.
 #[derive(Debug, thiserror::Error)]
@@ -169,10 +184,20 @@ impl MotoServer {
             }
             None => (Stdio::null(), Stdio::null()),
         };
-        let child = Command::new(&options.moto_server_bin)
+        let mut command = Command::new(&options.moto_server_bin);
+        command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_PORT", options.moto_port_env.to_string())
-            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONUNBUFFERED", "1");
+        if let Some(size) = options.s3_upload_part_min_size {
+            command
+                .env("S3_UPLOAD_PART_MIN_SIZE", size.to_string())
+                .env(
+                    "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE",
+                    S3_KEY_BUFFER_SIZE.to_string(),
+                );
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

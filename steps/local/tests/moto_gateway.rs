@@ -1,17 +1,32 @@
-//! Starts a real moto server behind the gateway (skipped when moto is not installed).
+//! Starts a real moto server behind the gateway: proxying, moto's Step Functions engine calling
+//! the gateway's Lambda functions, and the gateway's injected faults as the AWS SDK for Rust
+//! sees them. A missing moto fails these tests (see `iamtrail_local::missing_test_dependency`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iamtrail_local::{
-    find_moto_server, FunctionError, Gateway, GatewayConfig, LambdaRegistry, MotoOptions,
-    MotoServer,
+    find_moto_server, missing_test_dependency, FaultPlan, FunctionError, Gateway, GatewayConfig,
+    InvalidItemFault, LambdaRegistry, MotoOptions, MotoServer, TextMatch, UnprocessedItemsFault,
+    UploadPartFault, SETUP_VENV_HINT, SMALL_S3_PART_SIZE,
 };
 use serde_json::{json, Value};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// moto_server, or `None` when it is missing and skipping is explicitly allowed (otherwise
+/// the test fails with how to install it).
+fn moto_bin() -> Option<PathBuf> {
+    match find_moto_server(&repo_root()) {
+        Ok(bin) => Some(bin),
+        Err(e) => {
+            missing_test_dependency(format!("moto is not installed: {e}"), SETUP_VENV_HINT);
+            None
+        }
+    }
 }
 
 async fn aws_json(
@@ -46,13 +61,7 @@ async fn aws_json(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_behind_the_gateway() {
-    let bin = match find_moto_server(&repo_root()) {
-        Ok(bin) => bin,
-        Err(e) => {
-            eprintln!("SKIPPED: moto is not installed: {e}");
-            return;
-        }
-    };
+    let Some(bin) = moto_bin() else { return };
     let lambda = LambdaRegistry::new()
         .with(
             "echo",
@@ -74,6 +83,7 @@ async fn moto_behind_the_gateway() {
         moto_server_bin: bin,
         moto_port_env: gateway.port(),
         log_file: Some(log.clone()),
+        s3_upload_part_min_size: None,
     })
     .await
     .expect("moto starts");
@@ -200,6 +210,332 @@ async fn moto_behind_the_gateway() {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "moto process {pid} still exists"
     );
+    gateway.shutdown().await;
+    let _ = std::fs::remove_file(log);
+}
+
+/// An AWS SDK client config for `endpoint`: test credentials, us-east-1, the SDKs' standard
+/// retries (3 attempts) with short pauses for the test.
+macro_rules! config {
+    ($sdk:ident, $endpoint:expr) => {
+        $sdk::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url($endpoint)
+            .region($sdk::config::Region::new("us-east-1"))
+            .credentials_provider($sdk::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .retry_config(
+                $sdk::config::retry::RetryConfig::standard()
+                    .with_initial_backoff(Duration::from_millis(10)),
+            )
+    };
+}
+
+fn put_request(id: &str) -> aws_sdk_dynamodb::types::WriteRequest {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .item("event_id", AttributeValue::S(id.to_string()))
+                .item("body", AttributeValue::S(format!("item {id}")))
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
+async fn stored_ids(moto: &aws_sdk_dynamodb::Client) -> Vec<String> {
+    let mut ids: Vec<String> = moto
+        .scan()
+        .table_name("events")
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .map(|i| i["event_id"].as_s().unwrap().clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The faults the gateway injects, as the AWS SDK for Rust sees them, against real moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_sees_the_injected_faults_on_moto() {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+
+    let Some(bin) = moto_bin() else { return };
+    let gateway = Gateway::start(GatewayConfig::default()).await.unwrap();
+    let log = std::env::temp_dir().join(format!("iamtrail-moto-faults-{}.log", std::process::id()));
+    let moto = MotoServer::start(MotoOptions {
+        moto_server_bin: bin,
+        moto_port_env: gateway.port(),
+        log_file: Some(log.clone()),
+        s3_upload_part_min_size: Some(SMALL_S3_PART_SIZE),
+    })
+    .await
+    .expect("moto starts");
+    gateway.set_upstream(moto.endpoint());
+    let via_gateway = gateway.endpoint();
+    let db = aws_sdk_dynamodb::Client::from_conf(config!(aws_sdk_dynamodb, &via_gateway).build());
+    let db_direct =
+        aws_sdk_dynamodb::Client::from_conf(config!(aws_sdk_dynamodb, moto.endpoint()).build());
+
+    db.create_table()
+        .table_name("events")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("event_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("event_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+
+    // 1. UnprocessedItems: half of the first batch comes back, exactly as sent; only the rest
+    //    is in moto. Re-sending the unprocessed items (as the SDK user must) stores them.
+    gateway.set_fault_plan(FaultPlan {
+        dynamodb_unprocessed: Some(
+            UnprocessedItemsFault::new(11)
+                .probability(1.0)
+                .fraction(0.5)
+                .max_batches(1),
+        ),
+        ..FaultPlan::default()
+    });
+    let requests: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| put_request(id))
+        .collect();
+    let out = db
+        .batch_write_item()
+        .request_items("events", requests.clone())
+        .send()
+        .await
+        .expect("BatchWriteItem succeeds with unprocessed items");
+    let unprocessed = out.unprocessed_items().unwrap()["events"].clone();
+    assert_eq!(unprocessed.len(), 2);
+    for r in &unprocessed {
+        assert!(requests.contains(r), "returned unchanged: {r:?}");
+    }
+    let mut unprocessed_ids: Vec<String> = unprocessed
+        .iter()
+        .map(|r| {
+            r.put_request().unwrap().item()["event_id"]
+                .as_s()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    unprocessed_ids.sort();
+    let stored = stored_ids(&db_direct).await;
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|id| !unprocessed_ids.contains(id)));
+    let out = db
+        .batch_write_item()
+        .request_items("events", unprocessed)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.unprocessed_items().is_none_or(|m| m.is_empty()));
+    assert_eq!(stored_ids(&db_direct).await, ["a", "b", "c", "d"]);
+    assert_eq!(gateway.requests("dynamodb", "BatchWriteItem"), 2);
+    assert_eq!(gateway.injected("dynamodb", "BatchWriteItem"), 1);
+
+    // 2. A poison item: the whole batch fails with ValidationException (not retried).
+    gateway.set_fault_plan(FaultPlan {
+        dynamodb_invalid_items: vec![InvalidItemFault::new("event_id", "poison")],
+        ..FaultPlan::default()
+    });
+    let err = db
+        .batch_write_item()
+        .request_items("events", vec![put_request("e"), put_request("poison")])
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("ValidationException"));
+    assert!(err
+        .message()
+        .unwrap()
+        .starts_with("One or more parameter values were invalid: "));
+    assert_eq!(
+        stored_ids(&db_direct).await,
+        ["a", "b", "c", "d"],
+        "nothing of it stored"
+    );
+    assert_eq!(gateway.injected("dynamodb", "BatchWriteItem"), 2);
+
+    // 3. S3 through the gateway, path-style, with moto's minimum part size lowered: part 2
+    //    fails on every attempt (the SDK retries it 3 times), and the upload can be finished
+    //    once the fault is gone; CompleteMultipartUpload failing leaves no object.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        config!(aws_sdk_s3, &via_gateway)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = "exports";
+    let key = "iam-events/year=2024/month=1/day=2/part-0.parquet";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    gateway.set_fault_plan(FaultPlan {
+        s3_upload_part_fail: Some(UploadPartFault::new(2)),
+        s3_complete_multipart_fail: Some(TextMatch::contains("day=2")),
+        s3_put_object_fail: Some(TextMatch::contains("poison")),
+        ..FaultPlan::default()
+    });
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let upload_id = upload.upload_id().unwrap().to_string();
+    let part_bytes: Vec<Vec<u8>> = vec![vec![b'1'; 300], vec![b'2'; 300], vec![b'3'; 10]];
+    let upload_part = |n: i32| {
+        s3.upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(n)
+            .body(part_bytes[n as usize - 1].clone().into())
+            .send()
+    };
+    let part1 = upload_part(1).await.unwrap();
+    let err = upload_part(2).await.unwrap_err().into_service_error();
+    assert_eq!(err.code(), Some("InternalError"));
+    assert_eq!(gateway.requests("s3", "UploadPart"), 4);
+    assert_eq!(
+        gateway.injected("s3", "UploadPart"),
+        3,
+        "every SDK attempt failed"
+    );
+    gateway.update_fault_plan(|plan| plan.s3_upload_part_fail = None);
+    let part2 = upload_part(2).await.unwrap();
+    let part3 = upload_part(3).await.unwrap();
+    let completed = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .set_parts(Some(
+            [(1, &part1), (2, &part2), (3, &part3)]
+                .iter()
+                .map(|(n, p)| {
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(*n)
+                        .e_tag(p.e_tag().unwrap())
+                        .build()
+                })
+                .collect(),
+        ))
+        .build();
+    let complete = || {
+        s3.complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(completed.clone())
+            .send()
+    };
+    let err = complete().await.unwrap_err().into_service_error();
+    assert_eq!(err.code(), Some("InternalError"));
+    assert!(
+        s3.head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .is_err(),
+        "no object before CompleteMultipartUpload succeeds"
+    );
+    gateway.update_fault_plan(|plan| plan.s3_complete_multipart_fail = None);
+    complete().await.expect("parts of 300 bytes are accepted");
+    let body = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(body.to_vec(), part_bytes.concat());
+    // PutObject by key pattern.
+    let err = s3
+        .put_object()
+        .bucket(bucket)
+        .key("poison.json")
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InternalError"));
+    s3.put_object()
+        .bucket(bucket)
+        .key("fine.json")
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gateway.requests("s3", "CompleteMultipartUpload"), 4);
+    assert_eq!(gateway.injected("s3", "PutObject"), 3);
+
+    // 4. SNS Publish: slow, and failing for matching subjects.
+    let sns = aws_sdk_sns::Client::from_conf(config!(aws_sdk_sns, &via_gateway).build());
+    let topic = sns
+        .create_topic()
+        .name("alerts")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    gateway.set_fault_plan(FaultPlan {
+        sns_publish_delay: Some(Duration::from_millis(200)),
+        sns_publish_fail: Some(TextMatch::contains("Root Account")),
+        ..FaultPlan::default()
+    });
+    let started = Instant::now();
+    let sent = sns
+        .publish()
+        .topic_arn(&topic)
+        .subject("[HIGH] IAM Alert: User Created")
+        .message("body")
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.message_id().is_some());
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let err = sns
+        .publish()
+        .topic_arn(&topic)
+        .subject("[CRITICAL] IAM Alert: Root Account Used")
+        .message("body")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InternalError"));
+    assert_eq!(gateway.requests("sns", "Publish"), 4);
+    assert_eq!(gateway.injected("sns", "Publish"), 3);
+
+    moto.stop().unwrap();
     gateway.shutdown().await;
     let _ = std::fs::remove_file(log);
 }
