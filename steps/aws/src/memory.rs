@@ -253,6 +253,16 @@ impl MemoryControl {
         lock(&self.data).runs.clone()
     }
 
+    /// The dirty dates and their sequence numbers.
+    pub fn dirty_dates_now(&self) -> BTreeMap<NaiveDate, u64> {
+        lock(&self.data).dirty.clone()
+    }
+
+    /// The newest exported date (`export#latest`).
+    pub fn latest_export(&self) -> Option<NaiveDate> {
+        lock(&self.data).latest_export
+    }
+
     /// Who holds a lease, and until when (expired leases included).
     pub fn lease(&self, name: &str) -> Option<(String, DateTime<Utc>)> {
         lock(&self.data).leases.get(name).cloned()

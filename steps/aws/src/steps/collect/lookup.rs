@@ -37,7 +37,7 @@ where
                 return Err(Stop::OutOfTime);
             }
             // Never read without the lease.
-            self.lease.ensure(self.deps.control).await?;
+            self.lease.ensure(self.deps.control, &self.budget).await?;
             self.limiter.acquire().await;
             counts.requests += 1;
             let answer =

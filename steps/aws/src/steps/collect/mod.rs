@@ -70,7 +70,7 @@ where
         item.progress.entry(*source).or_default();
     }
     if item.progress.values().any(|p| !p.done) {
-        let run = Invocation::new(&item, deps, deadline);
+        let run = Invocation::new(&item, deps, deadline, now);
         match run.lease.take(deps.control, &run.budget).await {
             Ok(true) => {
                 run.collect_sources(&mut item, now).await;
@@ -116,21 +116,34 @@ fn apply_cap(item: &mut WorkItem, max_invocations: u32) {
 const SAFETY_MARGIN: StdDuration = StdDuration::from_secs(3);
 
 /// When an invocation must stop starting work (`stop_at`), and when it must have answered
-/// (`deadline`). On tokio's clock, so that tests can pause it.
+/// (`deadline`). On tokio's clock, so that tests can pause it. It is also the invocation's
+/// clock: the wall time it was given at its start plus the time elapsed since, so that
+/// leases, checkpoint records and alert times follow one clock (the test's, when paused).
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     stop_at: Instant,
     deadline: Instant,
+    started: Instant,
+    started_at: DateTime<Utc>,
 }
 
 impl Budget {
-    fn new(deadline: std::time::Instant) -> Budget {
+    fn new(deadline: std::time::Instant, now: DateTime<Utc>) -> Budget {
         let deadline = Instant::from_std(deadline);
-        let total = deadline.saturating_duration_since(Instant::now());
+        let started = Instant::now();
+        let total = deadline.saturating_duration_since(started);
         Budget {
             stop_at: deadline - SAFETY_MARGIN.min(total / 5),
             deadline,
+            started,
+            started_at: now,
         }
+    }
+
+    /// The current wall time on the invocation's clock.
+    fn now(&self) -> DateTime<Utc> {
+        self.started_at
+            + chrono::Duration::from_std(self.started.elapsed()).unwrap_or(chrono::Duration::MAX)
     }
 
     /// Whether waiting `extra` more would cross the stop time.
@@ -193,7 +206,7 @@ impl RegionLease {
         let mut logged = false;
         loop {
             match control
-                .acquire_lease(&self.name, &self.holder, Utc::now(), self.duration)
+                .acquire_lease(&self.name, &self.holder, budget.now(), self.duration)
                 .await?
             {
                 LeaseOutcome::Acquired { expires } => {
@@ -217,9 +230,9 @@ impl RegionLease {
 
     /// Renews the lease (after every stored slice). Someone else holding it means ours expired
     /// and was taken over: stop reading.
-    async fn renew<C: ControlStore>(&self, control: &C) -> Result<(), Stop> {
+    async fn renew<C: ControlStore>(&self, control: &C, clock: &Budget) -> Result<(), Stop> {
         match control
-            .acquire_lease(&self.name, &self.holder, Utc::now(), self.duration)
+            .acquire_lease(&self.name, &self.holder, clock.now(), self.duration)
             .await
             .map_err(|e| Stop::Failed(format!("renewing the region lease: {e}")))?
         {
@@ -237,10 +250,10 @@ impl RegionLease {
 
     /// Before a request: renews the lease when less than a quarter of it is left, so that
     /// no request is ever made without it (a long slice may outlast a short lease).
-    async fn ensure<C: ControlStore>(&self, control: &C) -> Result<(), Stop> {
+    async fn ensure<C: ControlStore>(&self, control: &C, clock: &Budget) -> Result<(), Stop> {
         match self.expires() {
-            Some(expires) if Utc::now() + self.duration / 4 < expires => Ok(()),
-            Some(_) => self.renew(control).await,
+            Some(expires) if clock.now() + self.duration / 4 < expires => Ok(()),
+            Some(_) => self.renew(control, clock).await,
             None => Err(Stop::LeaseLost),
         }
     }
@@ -281,13 +294,14 @@ where
         item: &WorkItem,
         deps: &'a CollectDeps<'a, S, E, C, A, O>,
         deadline: std::time::Instant,
+        now: DateTime<Utc>,
     ) -> Self {
         Invocation {
             deps,
             region: item.region.clone(),
             mode: item.mode,
             backfill: (item.start, item.end),
-            budget: Budget::new(deadline),
+            budget: Budget::new(deadline, now),
             limiter: RateLimiter::per_second(deps.settings.lookup_rate_per_second),
             lease: RegionLease {
                 name: format!("region#{}", item.region),
@@ -349,7 +363,7 @@ where
         if let Err(e) = self
             .deps
             .control
-            .record_error(&key, &message, Utc::now())
+            .record_error(&key, &message, self.budget.now())
             .await
         {
             tracing::error!(error = %e, "could not record the failure in the control table");

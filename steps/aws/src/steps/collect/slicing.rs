@@ -244,7 +244,12 @@ where
             let state = self
                 .deps
                 .control
-                .record_slice(key, checkpoint, counts.stored + stored.stored, Utc::now())
+                .record_slice(
+                    key,
+                    checkpoint,
+                    counts.stored + stored.stored,
+                    self.budget.now(),
+                )
                 .await?;
             Ok::<_, Stop>((stored, state))
         };
@@ -262,7 +267,7 @@ where
             tracing::warn!(region = %self.region, %source, "paused in the control table during the run; stopping");
             return Ok(AfterSlice::Paused);
         }
-        self.lease.renew(self.deps.control).await?;
+        self.lease.renew(self.deps.control, &self.budget).await?;
         Ok(AfterSlice::Continue)
     }
 

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use iamtrail_core::contract::Counts;
 use iamtrail_core::filter::FilterReason;
 use iamtrail_core::lookup::{lookup_item, LookupFields, Outcome};
@@ -188,7 +188,7 @@ where
         items: impl Iterator<Item = &'i NormalizedEvent>,
         counts: &mut Counts,
     ) -> Result<(), Stop> {
-        let now = Utc::now();
+        let now = self.budget.now();
         for item in items {
             let Some(time) = parse_time(&item.event_time) else {
                 continue;
