@@ -152,6 +152,10 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     deadline: Option<Instant>,
 ) -> Result<AlertDelivery, StepError> {
     let stop_at = stop_time(settings.alerts_time_budget, deadline, DEADLINE_MARGIN);
+    // The invocation's clock: its start time plus the time elapsed since (one clock for
+    // claims and marks, the test's when paused).
+    let started = Instant::now();
+    let clock = || now + Duration::from_std(started.elapsed()).unwrap_or(Duration::MAX);
     let mut delivery = input.carried();
     delivery.invocations = input.invocations.max(delivery.invocations) + 1;
     delivery.more = false;
@@ -189,7 +193,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
             break;
         }
         let claimed = retried("claiming an alert", || {
-            store.claim(alert, Utc::now(), stale_before)
+            store.claim(alert, clock(), stale_before)
         })
         .await?;
         if !claimed {
@@ -205,7 +209,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
             Ok(message_id) => {
                 failures_in_a_row = 0;
                 retried("marking an alert sent", || {
-                    store.mark_sent(alert, &message_id, Utc::now())
+                    store.mark_sent(alert, &message_id, clock())
                 })
                 .await?;
                 tracing::info!(event_id = %alert.event_id, rule = %alert.rule_id, severity = %alert.severity, %message_id, "alert sent");
