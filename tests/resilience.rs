@@ -146,6 +146,11 @@ async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
     options
         .settings
         .insert("MIN_SLICE_SECONDS".into(), "3600".into());
+    // Far above what the window needs: this test is about the budget loop, not its cap
+    // (steps/aws/tests/collect_lease.rs covers the cap).
+    options
+        .settings
+        .insert("MAX_COLLECT_INVOCATIONS".into(), "100".into());
     let stack = start(options).await;
     // 2000 events, one every 18 s over ten hours: 40 pages, far more than one 2-second
     // invocation can read at 10 requests/s.
@@ -206,6 +211,11 @@ async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
     assert_eq!(
         summary.collect_invocations as usize,
         result.collect_invocations
+    );
+    assert!(
+        summary.capped_regions.is_empty(),
+        "{:?}",
+        summary.capped_regions
     );
     assert_eq!(ids(&items), expected);
     stack.stop().await;
