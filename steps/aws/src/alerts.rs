@@ -113,6 +113,22 @@ impl DynamoAlertStore {
         ])
     }
 
+    /// A Query of the status index for one status, from `start`.
+    fn status_query(
+        &self,
+        state: &str,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(STATUS_INDEX)
+            .key_condition_expression("#s = :s")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", s(state))
+            .set_exclusive_start_key(start)
+    }
+
     async fn by_status(
         &self,
         state: &str,
@@ -122,15 +138,7 @@ impl DynamoAlertStore {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":s", s(state))
-                .set_exclusive_start_key(start.take());
+            let mut query = self.status_query(state, start.take());
             if let Some(stale) = stale_before {
                 query = query
                     .filter_expression("claimed_at < :stale")
@@ -296,15 +304,8 @@ impl AlertStore for DynamoAlertStore {
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":s", s(status::FAILED))
+                .status_query(status::FAILED, start.take())
                 .select(Select::Count)
-                .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| error("dynamodb:Query (failed alerts)", e))?;

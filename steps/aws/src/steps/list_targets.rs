@@ -82,14 +82,9 @@ pub async fn list_targets<R: RegionLister, C: ControlStore>(
             parsed.dedup();
             let force = request.force.unwrap_or(false);
             return Ok(ListTargetsOutput {
-                run_id,
-                mode,
-                items: Vec::new(),
-                enabled_regions: Vec::new(),
-                warnings,
                 export_dates: parsed,
                 force,
-                skipped: None,
+                ..nothing_to_collect(run_id, mode, warnings)
             });
         }
         Mode::Incremental if has_range => {
@@ -144,14 +139,8 @@ pub async fn list_targets<R: RegionLister, C: ControlStore>(
                 );
                 tracing::warn!(%run_id, %holder, %expires, "scheduled run skipped: {reason}");
                 return Ok(ListTargetsOutput {
-                    run_id,
-                    mode,
-                    items: Vec::new(),
-                    enabled_regions: Vec::new(),
-                    warnings,
-                    export_dates: Vec::new(),
-                    force: false,
                     skipped: Some(reason),
+                    ..nothing_to_collect(run_id, mode, warnings)
                 });
             }
         }
@@ -236,4 +225,18 @@ async fn plan<R: RegionLister>(
     }
     let (plan, warnings) = plan_targets(&enabled, settings, only_sources);
     Ok((enabled, plan, warnings))
+}
+
+/// An output with no work items (an export-only run, or a skipped one).
+fn nothing_to_collect(run_id: String, mode: Mode, warnings: Vec<String>) -> ListTargetsOutput {
+    ListTargetsOutput {
+        run_id,
+        mode,
+        items: Vec::new(),
+        enabled_regions: Vec::new(),
+        warnings,
+        export_dates: Vec::new(),
+        force: false,
+        skipped: None,
+    }
 }
