@@ -190,3 +190,40 @@ async fn local_tables_match_template_yaml() {
     assert_eq!(compared, 3, "events, control and alerts tables");
     stack.stop().await;
 }
+
+/// What must outlive a stack deletion or a bad re-export: every table is retained (checkpoints,
+/// export progress and undelivered alerts included), and the analytics bucket keeps replaced
+/// versions of a day's file for a while.
+#[test]
+fn tables_are_retained_and_the_analytics_bucket_is_versioned() {
+    let template: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())
+            .unwrap();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let mut tables = 0;
+    for (name, resource) in resources {
+        if s(&resource["Type"]) == "AWS::DynamoDB::Table" {
+            tables += 1;
+            assert_eq!(s(&resource["DeletionPolicy"]), "Retain", "{name:?}");
+            assert_eq!(s(&resource["UpdateReplacePolicy"]), "Retain", "{name:?}");
+        }
+    }
+    assert_eq!(tables, 3);
+    let bucket = &template["Resources"]["AnalyticsBucket"]["Properties"];
+    assert_eq!(s(&bucket["VersioningConfiguration"]["Status"]), "Enabled");
+    let rules = bucket["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| !untag(&r["NoncurrentVersionExpiration"]).is_null()),
+        "replaced versions expire"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| !untag(&r["AbortIncompleteMultipartUpload"]).is_null()),
+        "incomplete multipart uploads are aborted"
+    );
+}
