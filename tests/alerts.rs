@@ -207,8 +207,12 @@ async fn a_failed_publish_stays_pending_and_the_next_run_delivers_it() {
             .map(String::as_str),
         Some("1")
     );
+    // The error code and message SNS answered, not the raw response (moto 5.2.5 rewrites
+    // everything between a response's first `<RequestId>` and its last `</RequestId>`, so a
+    // raw XML body stored here would hide alerts from a Query).
     assert!(
-        attr(&outbox[0], "last_error").is_some_and(|e| e.contains("InternalError")),
+        attr(&outbox[0], "last_error")
+            .is_some_and(|e| e.contains("InternalError") && !e.contains('<')),
         "{:?}",
         outbox[0]
     );

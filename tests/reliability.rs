@@ -1302,10 +1302,7 @@ async fn slow_sns_partial_delivery_then_critical_first() {
         ("sent".to_string(), 0)
     );
     // The failing alerts tried after it are old ones: their attempts went up by this run's
-    // failures. (Which of them is tried is not checked: moto 5.2.5 rewrites everything between
-    // the first `<RequestId>` and the last `</RequestId>` of a response body, so a Query
-    // returning several alerts whose `last_error` holds SNS's XML error body loses some of
-    // them: see the report.)
+    // failures (which of them is tried is not checked).
     let mut attempts = 0;
     for i in 0..3 {
         let (status, n) = alert_state(&stack, &format!("doomed-{i}"), "access-key-update").await;

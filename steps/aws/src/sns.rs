@@ -1,6 +1,6 @@
 //! SNS adapter: alerts to the (KMS-encrypted) alerts topic.
 
-use aws_sdk_sns::error::DisplayErrorContext;
+use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use crate::ports::{Notification, Notifier, StoreError};
@@ -41,8 +41,23 @@ impl Notifier for SnsNotifier {
         }
         let out = request.send().await.map_err(|e| StoreError {
             operation: "sns:Publish",
-            message: DisplayErrorContext(e).to_string(),
+            message: publish_error(&e),
         })?;
         Ok(out.message_id().unwrap_or_default().to_string())
+    }
+}
+
+/// A failed publish in one line: the service's error code and message when SNS answered (what
+/// the alert keeps as `last_error`), the whole error chain otherwise (network, time-out). Not
+/// the raw response: it can be large, and it is no use to an operator.
+fn publish_error<E, R>(e: &aws_sdk_sns::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(e).to_string(),
     }
 }
