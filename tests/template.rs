@@ -227,3 +227,46 @@ fn tables_are_retained_and_the_analytics_bucket_is_versioned() {
         "incomplete multipart uploads are aborted"
     );
 }
+
+/// Every Lambda environment variable the template sets from a parameter is one the steps read,
+/// and the parameters' defaults are values the steps accept.
+#[test]
+fn parameter_defaults_are_valid_settings() {
+    let template: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())
+            .unwrap();
+    let parameters = &template["Parameters"];
+    let variables = template["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap();
+    let mut values = std::collections::HashMap::new();
+    for (name, value) in variables {
+        let name = s(name);
+        if let Value::Tagged(t) = value {
+            if t.tag == "!Ref" {
+                let parameter = &parameters[s(&t.value).as_str()];
+                let default = match untag(&parameter["Default"]) {
+                    Value::Number(n) => n.to_string(),
+                    Value::Null => continue,
+                    other => s(other),
+                };
+                values.insert(name, default);
+            }
+        }
+    }
+    for name in [
+        "IAM_REGION",
+        "MIN_SLICE_SECONDS",
+        "COLLECT_TIME_BUDGET_SECONDS",
+        "LOOKUP_RATE_PER_SECOND",
+        "OVERLAP_MINUTES",
+        "SETTLE_MINUTES",
+    ] {
+        assert!(values.contains_key(name), "{name} is set from a parameter");
+    }
+    let settings = iamtrail_core::Settings::from_lookup(|k| values.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the template's defaults: {e}"));
+    assert_eq!(settings.iam_region, "us-east-1");
+    assert_eq!(settings.lookup_rate_per_second, 2.0);
+    assert_eq!(settings.collect_time_budget.as_secs(), 780);
+}
