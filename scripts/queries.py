@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ROOT / "queries"
 TEMPLATE = ROOT / "template.yaml"
 
-# DESIGN §7: the 15 queries, all of which must exist.
+# The 15 queries of docs/export.md ("The 15 queries"), all of which must exist.
 EXPECTED = [
     "user_lookup", "failed_auth", "root_usage", "off_hours", "active_users",
     "permission_changes", "role_assumptions", "daily_summary", "hourly_activity",
@@ -152,7 +152,7 @@ def catalog():
         problems.append(f"queries/: missing {', '.join(missing)}")
     extra = [n for n in queries if n not in EXPECTED]
     if extra:
-        problems.append(f"queries/: not in the catalog of DESIGN §7 (add to EXPECTED in scripts/queries.py): {', '.join(extra)}")
+        problems.append(f"queries/: not in the catalog of docs/export.md (add to EXPECTED in scripts/queries.py): {', '.join(extra)}")
     return queries, problems
 
 

@@ -2,15 +2,18 @@
 # Runs one of the 15 pre-built queries (queries/*.sql) with the iamtrail CLI.
 #
 #   scripts/run-query.sh list                                  # the queries and what they answer
-#   scripts/run-query.sh daily_summary --days 7                # local engine (Parquet export)
-#   scripts/run-query.sh user_lookup --param user=alice --days 30
+#   scripts/run-query.sh daily_summary --days 7                # Athena (the default without --data)
+#   scripts/run-query.sh user_lookup --param user=alice --days 30 --data DIR   # local engine over an exported Parquet tree
 #   scripts/run-query.sh failed_auth --engine athena --days 1 --format csv
 #
 # Every argument goes to `iamtrail query run` (or `iamtrail query list` for "list"); see
 # `scripts/run-query.sh --help`. `--days N` binds the queries' `since` parameter to now - N days,
 # `--param k=v` their other parameters (values are bound, never spliced into the SQL).
-# With --engine athena the default AWS credentials and region are used; scripts/setup-athena.sh
-# shows a deployed stack's workgroup, database and table and runs a smoke query.
+# The engine is local (DataFusion) when --data is given, else Athena. On Athena the default AWS
+# credentials and region are used, with the workgroup and Glue database from --workgroup and
+# --database or IAMTRAIL_ATHENA_WORKGROUP and IAMTRAIL_GLUE_DATABASE (defaults iamtrail and
+# iamtrail_analytics); scripts/setup-athena.sh shows a deployed stack's workgroup, database and
+# table and runs a smoke query.
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"

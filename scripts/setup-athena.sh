@@ -139,7 +139,7 @@ cargo build --quiet --manifest-path "$REPO_ROOT/Cargo.toml" -p iamtrail
 export IAMTRAIL_REPO="$REPO_ROOT"
 export IAMTRAIL_STACK="$stack"
 export IAMTRAIL_ATHENA_WORKGROUP="$workgroup"
-export IAMTRAIL_ATHENA_DATABASE="$database"
+export IAMTRAIL_GLUE_DATABASE="$database"
 if [[ -n "$region" ]]; then
     export AWS_REGION="$region"
 fi

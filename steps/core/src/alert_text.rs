@@ -1,5 +1,6 @@
-//! The text of an alert notification (DESIGN §6): the SNS subject and the plain-text body, in the
-//! structure of the seed's example email.
+//! The text of an alert notification (docs/alerts.md, "The email"): the SNS subject and the
+//! plain-text body, in the layout of the example email of the original Python script that
+//! iamtrail replaces.
 //!
 //! Much of what an alert shows comes from the CloudTrail record, and so from whoever made the
 //! call: user agents, user and role names, policy names, ARNs in requests. All of it is shown as
@@ -121,7 +122,7 @@ pub fn subject(m: &AlertMatch) -> String {
     subject_line(&format!("[{}] IAM Alert: {}", m.severity.as_str(), m.title))
 }
 
-/// `2025-08-10T18:26:07+00:00`, as the seed's email shows times.
+/// `2025-08-10T18:26:07+00:00`, as the original script's email showed times.
 fn display_time(event_time: &str) -> String {
     match parse_time(event_time) {
         Some(t) => t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
@@ -145,7 +146,7 @@ fn detail(out: &mut String, key: &str, value: &str) {
     );
 }
 
-/// The plain-text body, in the seed's structure:
+/// The plain-text body, in the original script's layout (docs/alerts.md, "The email"):
 ///
 /// ```text
 /// IAM Activity Alert: Root Account Login

@@ -1,4 +1,5 @@
-//! Normalisation of a CloudTrail record into the events-table item (DESIGN §4).
+//! Normalisation of a CloudTrail record into the events-table item (docs/architecture.md §4, "The
+//! events table"; every attribute is listed in the README's "Tables").
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -131,7 +132,7 @@ pub fn role_name_from_arn(arn: &str) -> Option<&str> {
     rest.rsplit('/').next().filter(|s| !s.is_empty())
 }
 
-/// The user name rules of DESIGN §5:
+/// The `user_name` rules (docs/architecture.md §4, "The events table"):
 /// - `AssumeRole*`: the role name from `requestParameters.roleArn`;
 /// - `ConsoleLogin`: `root` for the Root identity, else the IAM user name;
 /// - otherwise `userName`, the session issuer's name, or the ARN's last part;

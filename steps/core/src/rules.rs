@@ -1,4 +1,5 @@
-//! The alert rules (DESIGN §6): the seed's 14 `check_*` functions, without their gaps.
+//! The alert rules (docs/alerts.md, "The rules"): the 14 `check_*` functions of the original
+//! Python script's `security_alerts.py`, without their gaps.
 //!
 //! Every rule is a pure predicate over a [`NormalizedEvent`]: no I/O, no clock, no state. One
 //! event may match several rules (a `CreateAccessKey` by the root user is both root activity and
@@ -84,7 +85,8 @@ pub struct RuleInfo {
     pub severity: Severity,
     /// What fires the rule, and what does not.
     pub description: &'static str,
-    /// The seed's `security_alerts.py` function this rule replaces.
+    /// The `security_alerts.py` function of the original Python script that this rule replaces
+    /// (docs/alerts.md, "The rules").
     pub seed_check: &'static str,
 }
 

@@ -22,7 +22,7 @@ pub fn is_enabled(region: &RegionInfo) -> bool {
     }
 }
 
-/// Where each source is read (DESIGN §2):
+/// Where each source is read (docs/architecture.md, "Where each source is read"):
 /// - `iam`: the IAM region (us-east-1), where IAM and global-endpoint events are recorded;
 /// - `sts`: every enabled region;
 /// - `signin`: every enabled region by default (`SIGNIN_REGIONS`);

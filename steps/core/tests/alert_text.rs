@@ -1,5 +1,5 @@
-//! Alert subjects and bodies: the seed's email structure, SNS's subject limits, and
-//! attacker-controlled strings shown as data.
+//! Alert subjects and bodies: the original script's email layout (docs/alerts.md, "The email"),
+//! SNS's subject limits, and attacker-controlled strings shown as data.
 
 use iamtrail_core::alert_text::{body, subject, test_alert, MAX_SUBJECT_CHARS, MAX_VALUE_CHARS};
 use iamtrail_core::normalize::{normalize, NormalizeOptions, NormalizedEvent};

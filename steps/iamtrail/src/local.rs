@@ -1,8 +1,9 @@
-//! The local stack (DESIGN §8): moto server for AWS services, our gateway for Lambda Invoke and
-//! CloudTrail, the tables created from the same definitions as `template.yaml`, and the state
-//! machine registered from `statemachine/tracker.asl.json`. Executions are real: moto's Step
-//! Functions interpreter runs the ASL and calls the gateway, which runs the step functions
-//! in-process against moto over HTTP.
+//! The local stack (README "Local stack details"; docs/architecture.md §3): moto server for AWS
+//! services, our gateway for Lambda Invoke and CloudTrail, the tables created from the same
+//! definitions as `template.yaml`, and the state machine registered from
+//! `statemachine/tracker.asl.json`. Executions are real: moto's Step Functions interpreter runs
+//! the ASL and calls the gateway, which runs the step functions in-process against moto over
+//! HTTP.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
