@@ -25,8 +25,7 @@
 //!
 //! A test that cannot find a dependency (moto server, the queries) calls
 //! [`missing_test_dependency`], which fails the test with how to install it
-//! (`scripts/setup-venv.sh`). Only with `IAMTRAIL_ALLOW_SKIP=1`, and never when `CI` is set,
-//! does it print `SKIPPED` and let the test pass.
+//! (`scripts/setup-venv.sh`). No test passes by skipping.
 
 pub mod cloudtrail;
 pub mod gateway;
@@ -45,35 +44,16 @@ pub use moto::{
     find_moto_server, free_port, MotoError, MotoOptions, MotoServer, SMALL_S3_PART_SIZE,
 };
 
-/// The environment variable that lets tests skip when a dependency (moto, the queries) is
-/// missing: `IAMTRAIL_ALLOW_SKIP=1`. It is ignored when `CI` is set.
-pub const ALLOW_SKIP_ENV: &str = "IAMTRAIL_ALLOW_SKIP";
-
-/// Whether a test may skip for a missing dependency: only with `IAMTRAIL_ALLOW_SKIP=1`, and
-/// never in CI (`CI` set to any non-empty value).
-pub fn skip_allowed() -> bool {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-    !ci && std::env::var(ALLOW_SKIP_ENV).is_ok_and(|v| v.trim() == "1")
-}
-
 /// How to install what the tests need from Python (moto server, cfn-lint, statelint).
 pub const SETUP_VENV_HINT: &str =
     "run scripts/setup-venv.sh, which installs moto server and the local stack's other Python tools into .venv";
 
-/// For tests: a dependency is missing. Panics with `why` and `fix` (how to get the dependency,
-/// e.g. [`SETUP_VENV_HINT`]), unless [`skip_allowed`], in which case it prints `SKIPPED: ...`
-/// and returns, and the caller returns (passes) without running.
+/// For tests: a dependency is missing. Fails the test with `why` and `fix` (how to get the
+/// dependency, e.g. [`SETUP_VENV_HINT`]): a test never passes without running.
 ///
 /// # Panics
-/// Unless skipping is allowed.
+/// Always.
 #[track_caller]
-pub fn missing_test_dependency(why: impl std::fmt::Display, fix: &str) {
-    if skip_allowed() {
-        eprintln!("SKIPPED ({ALLOW_SKIP_ENV}=1): {why}");
-        return;
-    }
-    panic!(
-        "{why}\nTo fix: {fix}.\n(To skip such tests on a machine without it, set \
-         {ALLOW_SKIP_ENV}=1; that is ignored when CI is set.)"
-    );
+pub fn missing_test_dependency(why: impl std::fmt::Display, fix: &str) -> ! {
+    panic!("{why}\nTo fix: {fix}.");
 }

@@ -17,16 +17,11 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// moto_server, or `None` when it is missing and skipping is explicitly allowed (otherwise
-/// the test fails with how to install it).
-fn moto_bin() -> Option<PathBuf> {
-    match find_moto_server(&repo_root()) {
-        Ok(bin) => Some(bin),
-        Err(e) => {
-            missing_test_dependency(format!("moto is not installed: {e}"), SETUP_VENV_HINT);
-            None
-        }
-    }
+/// moto_server; a missing one fails the test with how to install it.
+fn moto_bin() -> PathBuf {
+    find_moto_server(&repo_root()).unwrap_or_else(|e| {
+        missing_test_dependency(format!("moto is not installed: {e}"), SETUP_VENV_HINT)
+    })
 }
 
 async fn aws_json(
@@ -61,7 +56,7 @@ async fn aws_json(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_behind_the_gateway() {
-    let Some(bin) = moto_bin() else { return };
+    let bin = moto_bin();
     let lambda = LambdaRegistry::new()
         .with(
             "echo",
@@ -268,7 +263,7 @@ async fn the_sdk_sees_the_injected_faults_on_moto() {
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
 
-    let Some(bin) = moto_bin() else { return };
+    let bin = moto_bin();
     let gateway = Gateway::start(GatewayConfig::default()).await.unwrap();
     let log = std::env::temp_dir().join(format!("iamtrail-moto-faults-{}.log", std::process::id()));
     let moto = MotoServer::start(MotoOptions {

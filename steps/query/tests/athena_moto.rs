@@ -94,14 +94,9 @@ fn fast_polls() -> PollSchedule {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn athena_on_moto() {
-    let bin = match find_moto_server(&repo_root()) {
-        Ok(bin) => bin,
-        Err(e) => {
-            // Fails (with how to install moto) unless IAMTRAIL_ALLOW_SKIP=1 outside CI.
-            missing_test_dependency(format!("moto is not installed: {e}"), SETUP_VENV_HINT);
-            return;
-        }
-    };
+    let bin = find_moto_server(&repo_root()).unwrap_or_else(|e| {
+        missing_test_dependency(format!("moto is not installed: {e}"), SETUP_VENV_HINT)
+    });
     let log = std::env::temp_dir().join(format!("iamtrail-query-moto-{}.log", std::process::id()));
     let moto = MotoServer::start(MotoOptions {
         moto_server_bin: bin,

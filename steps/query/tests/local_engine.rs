@@ -43,12 +43,10 @@ async fn every_repository_query_runs_on_datafusion() {
         })
         .unwrap_or(false);
     if !has_files {
-        // Fails unless IAMTRAIL_ALLOW_SKIP=1 outside CI.
         iamtrail_local::missing_test_dependency(
             format!("{} has no .sql files: there are no queries to run", dir.display()),
             "restore the repository's queries/*.sql (git checkout -- queries) or run from a full clone",
         );
-        return;
     }
     let queries = catalog::load_dir(&dir).expect("every query file has a valid header");
     for partitioned in [false, true] {
