@@ -12,39 +12,6 @@ use iamtrail::local::LocalStack;
 use iamtrail_e2e::*;
 use serde_json::{json, Value};
 
-/// Every object under a prefix of the analytics bucket.
-async fn objects(stack: &LocalStack, prefix: &str) -> Vec<String> {
-    let out = stack
-        .context
-        .s3
-        .list_objects_v2()
-        .bucket(stack.settings().analytics_bucket.clone().unwrap())
-        .prefix(prefix)
-        .send()
-        .await
-        .expect("list objects");
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect()
-}
-
-/// An object's user metadata (`x-amz-meta-*`).
-async fn head_metadata(stack: &LocalStack, key: &str) -> std::collections::HashMap<String, String> {
-    stack
-        .context
-        .s3
-        .head_object()
-        .bucket(stack.settings().analytics_bucket.clone().unwrap())
-        .key(key)
-        .send()
-        .await
-        .expect("head object")
-        .metadata()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Runs an execution that must succeed; returns its output.
 async fn run_output(stack: &LocalStack, name: &str, input: Value) -> Value {
     let result = stack.run_execution(name, &input, |_| {}).await.unwrap();
@@ -58,20 +25,7 @@ async fn run_output(stack: &LocalStack, name: &str, input: Value) -> Value {
 
 /// Downloads an object and reads it with pyarrow, row by row, as JSON.
 async fn read_with_pyarrow(stack: &LocalStack, key: &str, dir: &Path) -> Vec<Value> {
-    let body = stack
-        .context
-        .s3
-        .get_object()
-        .bucket(stack.settings().analytics_bucket.clone().unwrap())
-        .key(key)
-        .send()
-        .await
-        .expect("get object")
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let body = get_object(stack, key).await;
     let path = dir.join(key.replace('/', "_"));
     std::fs::write(&path, &body).unwrap();
     let python = repo_root().join(".venv/bin/python");

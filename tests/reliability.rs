@@ -150,57 +150,9 @@ fn summary_of(result: &ExecutionResult) -> RunSummary {
     serde_json::from_value(result.output.clone().expect("output")).expect("run summary")
 }
 
-fn bucket(stack: &LocalStack) -> String {
-    stack.settings().analytics_bucket.clone().unwrap()
-}
-
-/// Every object key under a prefix of the analytics bucket.
-async fn objects(stack: &LocalStack, prefix: &str) -> Vec<String> {
-    let out = stack
-        .context
-        .s3
-        .list_objects_v2()
-        .bucket(bucket(stack))
-        .prefix(prefix)
-        .send()
-        .await
-        .expect("list objects");
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect()
-}
-
-async fn get_object(stack: &LocalStack, key: &str) -> Vec<u8> {
-    stack
-        .context
-        .s3
-        .get_object()
-        .bucket(bucket(stack))
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
-}
-
 /// The `rows` and `exported-by` metadata of an object.
 async fn object_metadata(stack: &LocalStack, key: &str) -> (Option<String>, Option<String>) {
-    let head = stack
-        .context
-        .s3
-        .head_object()
-        .bucket(bucket(stack))
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("head {key}: {e}"));
-    let metadata = head.metadata().cloned().unwrap_or_default();
+    let metadata = head_metadata(stack, key).await;
     (
         metadata.get("rows").cloned(),
         metadata.get("exported-by").cloned(),
@@ -894,7 +846,7 @@ async fn crash_between_two_parts_of_an_export_keeps_the_previous_file() {
         .context
         .s3
         .list_multipart_uploads()
-        .bucket(bucket(&stack))
+        .bucket(analytics_bucket(&stack))
         .send()
         .await
         .expect("list multipart uploads");

@@ -235,3 +235,64 @@ pub async fn invoke_via_gateway(stack: &LocalStack, step: &str, payload: &Value)
     );
     serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
 }
+
+/// The stack's analytics bucket.
+pub fn analytics_bucket(stack: &LocalStack) -> String {
+    stack
+        .settings()
+        .analytics_bucket
+        .clone()
+        .expect("the local stack has an analytics bucket")
+}
+
+/// Every object key under a prefix of the analytics bucket.
+pub async fn objects(stack: &LocalStack, prefix: &str) -> Vec<String> {
+    let out = stack
+        .context
+        .s3
+        .list_objects_v2()
+        .bucket(analytics_bucket(stack))
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list objects");
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect()
+}
+
+/// An object of the analytics bucket, whole.
+pub async fn get_object(stack: &LocalStack, key: &str) -> Vec<u8> {
+    stack
+        .context
+        .s3
+        .get_object()
+        .bucket(analytics_bucket(stack))
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+/// An object's user metadata (`x-amz-meta-*`).
+pub async fn head_metadata(stack: &LocalStack, key: &str) -> HashMap<String, String> {
+    stack
+        .context
+        .s3
+        .head_object()
+        .bucket(analytics_bucket(stack))
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("head {key}: {e}"))
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+}
