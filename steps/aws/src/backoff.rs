@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::ports::StoreError;
+
 /// A back-off schedule: `base`, `2 × base`, `4 × base`, ... never above `cap` (before jitter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -48,6 +50,27 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(u64::from(nanos) % (max_nanos + 1))
 }
 
+/// Calls a store operation up to `attempts` times, pausing on [`TRANSIENT_BACKOFF`] between
+/// tries (the SDK has already retried each call); the last error is returned. `what` names the
+/// operation in the log.
+pub async fn retry_store<T, F, Fut>(what: &str, attempts: u32, mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Err(e) if attempt < attempts => {
+                tracing::warn!(error = %e, attempt, "{what} failed; retrying");
+                tokio::time::sleep(backoff(attempt, TRANSIENT_BACKOFF)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +89,37 @@ mod tests {
         assert!(first >= Duration::from_secs(1) && first <= Duration::from_millis(1250));
         assert!(backoff(9, THROTTLE_BACKOFF) <= Duration::from_secs(25));
         assert!(backoff(0, TRANSIENT_BACKOFF) >= Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_store_tries_the_given_number_of_times() {
+        let calls = std::cell::Cell::new(0);
+        let failing = || {
+            calls.set(calls.get() + 1);
+            async {
+                Err::<(), _>(StoreError {
+                    operation: "op",
+                    message: "down".into(),
+                })
+            }
+        };
+        assert!(retry_store("op", 3, failing).await.is_err());
+        assert_eq!(calls.get(), 3);
+        calls.set(0);
+        let second = || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 2 {
+                    Err(StoreError {
+                        operation: "op",
+                        message: "down".into(),
+                    })
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        assert_eq!(retry_store("op", 3, second).await, Ok(2));
     }
 }

@@ -19,8 +19,9 @@ use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::backoff::{backoff, TRANSIENT_BACKOFF};
+use crate::backoff::retry_store;
 use crate::ports::{AlertStore, Notification, Notifier, Released, StoreError};
+use crate::steps::stop_time;
 use crate::StepError;
 
 /// How long a claim protects an alert being delivered.
@@ -35,9 +36,6 @@ const STORE_ATTEMPTS: u32 = 3;
 
 /// Errors kept in the output (the first ones).
 const MAX_ERRORS: usize = 5;
-
-/// Time kept in hand before the Lambda deadline.
-const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// EvaluateAlerts' payload. The workflow passes its whole state: `run_id`, and, when it loops
 /// (`more: true`), the previous invocation's result under `alerts` (where the state machine
@@ -103,42 +101,15 @@ pub struct AlertDelivery {
     pub errors: Vec<String>,
 }
 
-/// When an invocation stops: `budget` from now, and never later than the Lambda `deadline` less
-/// a margin.
-pub(crate) fn stop_time(
-    budget: std::time::Duration,
-    deadline: Option<Instant>,
-    margin: std::time::Duration,
-) -> Instant {
-    let now = Instant::now();
-    let by_budget = now + budget;
-    match deadline {
-        Some(d) => {
-            let usable = d.checked_sub(margin.min(d.saturating_duration_since(now) / 5));
-            by_budget.min(usable.unwrap_or(d))
-        }
-        None => by_budget,
-    }
-}
-
 /// Retries an outbox call a couple of times with a back-off, then gives up with `AwsError`.
-async fn retried<T, F, Fut>(what: &str, mut call: F) -> Result<T, StepError>
+async fn retried<T, F, Fut>(what: &str, call: F) -> Result<T, StepError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < STORE_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "{what} failed; retrying");
-                tokio::time::sleep(backoff(attempt, TRANSIENT_BACKOFF)).await;
-            }
-            Err(e) => return Err(StepError::aws(e)),
-        }
-    }
+    retry_store(what, STORE_ATTEMPTS, call)
+        .await
+        .map_err(StepError::aws)
 }
 
 /// Delivers waiting alerts until none is left, the time budget runs out or `ALERTS_PER_RUN`
@@ -151,7 +122,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     now: DateTime<Utc>,
     deadline: Option<Instant>,
 ) -> Result<AlertDelivery, StepError> {
-    let stop_at = stop_time(settings.alerts_time_budget, deadline, DEADLINE_MARGIN);
+    let stop_at = stop_time(settings.alerts_time_budget, deadline);
     // The invocation's clock: its start time plus the time elapsed since (one clock for
     // claims and marks, the test's when paused).
     let started = Instant::now();

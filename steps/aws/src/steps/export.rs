@@ -28,12 +28,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::ports::{ControlStore, EventReader, ObjectStore, StoreError};
-use crate::steps::evaluate_alerts::stop_time;
+use crate::steps::stop_time;
 use crate::StepError;
 use iamtrail_parquet::{compression, ParquetSink};
-
-/// Time kept in hand before the Lambda deadline when deciding whether to start another date.
-const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A date still being read this close to the Lambda deadline is given up (its files could not
 /// be uploaded in time); it stays due.
@@ -161,7 +158,7 @@ where
     let codec = compression(&settings.export_compression).map_err(StepError::config)?;
     // A date is given up at `abort_at`, so none is started after it.
     let abort_at = deadline.map(|d| d.checked_sub(DATE_ABORT_MARGIN).unwrap_or(d));
-    let stop_at = stop_time(settings.export_time_budget, deadline, DEADLINE_MARGIN);
+    let stop_at = stop_time(settings.export_time_budget, deadline);
     let stop_at = abort_at.map_or(stop_at, |a| stop_at.min(a));
     let run_id = input.run_id.clone().unwrap_or_else(|| "unknown".into());
     let previous = input.export.clone().or_else(|| input.done.clone());

@@ -6,3 +6,22 @@ pub mod collect;
 pub mod evaluate_alerts;
 pub mod export;
 pub mod list_targets;
+
+use tokio::time::Instant;
+
+/// Time EvaluateAlerts and Export keep in hand before the Lambda deadline.
+pub(crate) const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When an invocation stops: `budget` from now, and never later than the Lambda `deadline` less
+/// [`DEADLINE_MARGIN`] (less a fifth of the time left, for short deadlines).
+pub(crate) fn stop_time(budget: std::time::Duration, deadline: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    let by_budget = now + budget;
+    match deadline {
+        Some(d) => {
+            let margin = DEADLINE_MARGIN.min(d.saturating_duration_since(now) / 5);
+            by_budget.min(d.checked_sub(margin).unwrap_or(d))
+        }
+        None => by_budget,
+    }
+}

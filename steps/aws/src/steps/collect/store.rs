@@ -26,13 +26,13 @@ use iamtrail_core::rules::evaluate;
 use iamtrail_core::{NormalizedEvent, Source};
 
 use super::{Invocation, Stop};
-use crate::backoff::{backoff, TRANSIENT_BACKOFF};
+use crate::backoff::retry_store;
 use crate::ports::{
     AlertStore, ControlStore, EventSource, EventStore, LookupEvent, LookupPage, ObjectStore,
 };
 
-/// Retries of an alert's outbox write before the slice fails.
-const MAX_ALERT_RETRIES: u32 = 3;
+/// Attempts at an alert's outbox write before the slice fails.
+const ALERT_WRITE_ATTEMPTS: u32 = 4;
 
 impl<S, E, C, A, O> Invocation<'_, S, E, C, A, O>
 where
@@ -198,25 +198,14 @@ where
             }
             for m in evaluate(item) {
                 let record = alert_record(&m, item, now);
-                let mut attempt = 0;
-                loop {
-                    match self.deps.alerts.enqueue(&record).await {
-                        Ok(true) => counts.alerts_queued += 1,
-                        Ok(false) => {}
-                        Err(e) if attempt < MAX_ALERT_RETRIES => {
-                            attempt += 1;
-                            tracing::warn!(event_id = %item.event_id, rule = m.rule_id, error = %e, "queueing an alert failed; retrying");
-                            tokio::time::sleep(backoff(attempt, TRANSIENT_BACKOFF)).await;
-                            continue;
-                        }
-                        Err(e) => {
-                            return Err(Stop::Failed(format!(
-                                "queueing alert {} for {}: {e}",
-                                m.rule_id, item.event_id
-                            )))
-                        }
-                    }
-                    break;
+                let what = format!("queueing alert {} for {}", m.rule_id, item.event_id);
+                let queued = retry_store(&what, ALERT_WRITE_ATTEMPTS, || {
+                    self.deps.alerts.enqueue(&record)
+                })
+                .await
+                .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
+                if queued {
+                    counts.alerts_queued += 1;
                 }
             }
         }
