@@ -21,7 +21,7 @@ pub mod sns;
 pub mod steps;
 pub mod tables;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_config::SdkConfig;
 use chrono::Utc;
@@ -219,7 +219,7 @@ pub async fn run_step(
             let budget = Instant::now() + ctx.settings.collect_time_budget;
             let deadline = match deadline {
                 // Keep a margin for the answer itself.
-                Some(d) => budget.min(d.checked_sub(Duration::from_secs(10)).unwrap_or(d)),
+                Some(d) => budget.min(d.checked_sub(steps::DEADLINE_MARGIN).unwrap_or(d)),
                 None => budget,
             };
             // Full records of events the table cannot hold whole go to the analytics bucket.
