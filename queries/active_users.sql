@@ -1,6 +1,6 @@
 -- name: active_users
 -- description: Most active users and roles: events, changes, error rate, distinct actions and source IPs.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     user_name,
     count(*) AS events,
@@ -12,6 +12,7 @@ SELECT
     max(event_time) AS last_seen
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
 GROUP BY user_name
 ORDER BY events DESC, user_name
 LIMIT 100

@@ -1,6 +1,6 @@
 -- name: daily_summary
 -- description: One row per UTC day for compliance reporting: events, users, changes, errors, console logins, role assumptions, root events.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     event_date,
     count(*) AS events,
@@ -12,6 +12,7 @@ SELECT
     sum(CASE WHEN user_identity_type = 'Root' THEN 1 ELSE 0 END) AS root_events
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
 GROUP BY event_date
 ORDER BY event_date DESC
 LIMIT 100

@@ -1,6 +1,6 @@
 -- name: failed_auth
 -- description: Failed console sign-ins and access-denied/invalid-credential errors per user and source IP (brute force, probing).
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     user_name,
     source_ip,
@@ -12,6 +12,7 @@ SELECT
     max(event_time) AS last_seen
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND (
         (event_type = 'signin' AND (response_elements LIKE '%"Failure"%' OR error_code IS NOT NULL))
      OR error_code LIKE '%AccessDenied%'

@@ -1,6 +1,6 @@
 -- name: hourly_activity
 -- description: Activity by hour of day (UTC) for peak and capacity analysis: totals, active days, average and peak per hour.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     extract(hour FROM hour_start) AS hour_utc,
     sum(n_events) AS events,
@@ -19,6 +19,7 @@ FROM (
         sum(CASE WHEN error_code IS NOT NULL THEN 1 ELSE 0 END) AS n_errors
     FROM iam_events
     WHERE event_time >= ?
+      AND year * 10000 + month * 100 + day BETWEEN ? AND ?
     GROUP BY date_trunc('hour', event_time)
 ) AS hourly
 GROUP BY extract(hour FROM hour_start)

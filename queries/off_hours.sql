@@ -1,6 +1,6 @@
 -- name: off_hours
 -- description: Users active outside 06:00-22:00 UTC: events, changes and errors per user, most active first.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     user_name,
     count(*) AS events,
@@ -12,6 +12,7 @@ SELECT
     max(event_time) AS last_seen
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND (extract(hour FROM event_time) < 6 OR extract(hour FROM event_time) >= 22)
 GROUP BY user_name
 ORDER BY events DESC, user_name

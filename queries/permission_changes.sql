@@ -1,6 +1,6 @@
 -- name: permission_changes
 -- description: IAM permission changes (policy attach/detach/put/delete, policy versions, trust policies, group membership, boundaries), newest first.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     event_time,
     user_name AS actor,
@@ -19,6 +19,7 @@ SELECT
     error_code
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND event_type = 'iam'
   AND event_name IN (
         'AttachUserPolicy', 'AttachRolePolicy', 'AttachGroupPolicy',

@@ -1,6 +1,6 @@
 -- name: role_assumptions
 -- description: Role usage: AssumeRole* calls per assumed role with failures, distinct callers, source IPs and caller accounts.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     user_name AS role_name,
     count(*) AS assumptions,
@@ -12,6 +12,7 @@ SELECT
     max(event_time) AS last_seen
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND event_name LIKE 'AssumeRole%'
 GROUP BY user_name
 ORDER BY assumptions DESC, user_name

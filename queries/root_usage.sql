@@ -1,6 +1,6 @@
 -- name: root_usage
 -- description: Every action by the account root user (console sign-ins and API calls), with MFA and outcome, newest first.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     event_time,
     event_name,
@@ -15,6 +15,7 @@ SELECT
     user_agent
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND user_identity_type = 'Root'
 ORDER BY event_time DESC, event_id
 LIMIT 100

@@ -1,6 +1,6 @@
 -- name: sso_account_assignments
 -- description: IAM Identity Center account assignments created or deleted: who gave which principal which permission set in which account.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     event_time,
     user_name,
@@ -12,6 +12,7 @@ SELECT
     error_code
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND event_type = 'sso'
   AND event_name IN ('CreateAccountAssignment', 'DeleteAccountAssignment')
 ORDER BY event_time DESC, event_id

@@ -1,6 +1,6 @@
 -- name: sso_activity_summary
 -- description: IAM Identity Center usage by event name: events, users, source IPs, changes, errors, first and last seen.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     event_name,
     count(*) AS events,
@@ -12,6 +12,7 @@ SELECT
     max(event_time) AS last_seen
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND event_type = 'sso'
 GROUP BY event_name
 ORDER BY events DESC, event_name

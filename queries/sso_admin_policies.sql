@@ -1,6 +1,6 @@
 -- name: sso_admin_policies
 -- description: Admin-grade policies attached to or detached from permission sets (AdministratorAccess, IAMFullAccess, ..., inline Action "*").
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     event_time,
     user_name,
@@ -32,6 +32,7 @@ FROM (
         error_code
     FROM iam_events
     WHERE event_time >= ?
+      AND year * 10000 + month * 100 + day BETWEEN ? AND ?
       AND event_type = 'sso'
       AND event_name IN (
             'AttachManagedPolicyToPermissionSet', 'DetachManagedPolicyFromPermissionSet',

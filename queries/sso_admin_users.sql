@@ -1,6 +1,6 @@
 -- name: sso_admin_users
 -- description: Who administers IAM Identity Center: changes per user split into permission sets, account assignments and applications.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     user_name,
     count(*) AS admin_actions,
@@ -12,6 +12,7 @@ SELECT
     max(event_time) AS last_seen
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND event_type = 'sso'
   AND COALESCE(read_only, false) = false
   AND event_name NOT IN ('Authenticate', 'Federate', 'Logout', 'GetRoleCredentials', 'ListAccounts', 'ListAccountRoles')

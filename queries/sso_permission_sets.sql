@@ -1,6 +1,6 @@
 -- name: sso_permission_sets
 -- description: IAM Identity Center permission set changes (create/update/delete/provision, managed, inline and boundary policies), newest first.
--- params: since:timestamp
+-- params: since:timestamp, from_day:day, to_day:day
 SELECT
     event_time,
     user_name,
@@ -14,6 +14,7 @@ SELECT
     error_code
 FROM iam_events
 WHERE event_time >= ?
+  AND year * 10000 + month * 100 + day BETWEEN ? AND ?
   AND event_type = 'sso'
   AND event_name IN (
         'CreatePermissionSet', 'UpdatePermissionSet', 'DeletePermissionSet', 'ProvisionPermissionSet',

@@ -9,10 +9,13 @@ Each queries/NAME.sql is a header of exactly three comment lines, then one SELEC
 
     -- name: NAME
     -- description: one line shown by `iamtrail query list`
-    -- params: since:timestamp[, other:string ...]
+    -- params: since:timestamp, from_day:day, to_day:day[, other:string ...]
 
-`params` names the positional `?` parameters in order (types timestamp or string); `since` is
-always first. The body must run unchanged on Athena engine v3 (Trino) and DataFusion, so the
+`params` names the positional `?` parameters in order (types timestamp, string or day). Every
+query starts its WHERE with the window: `event_time >= ?` (since) and then
+`year * 10000 + month * 100 + day BETWEEN ? AND ?` (from_day, to_day: the UTC dates of since and
+of now, bound as YYYYMMDD), the predicate on the partition columns that keeps Athena and the
+local engine to the days of the window (docs/export.md, "Partition pruning"). The body must run unchanged on Athena engine v3 (Trino) and DataFusion, so the
 check rejects constructs outside their common subset, comments in the body, `;`, and any `?`
 inside a string literal (the local engine rewrites each `?` outside literals to `$1`, `$2`, ...).
 
@@ -34,7 +37,10 @@ EXPECTED = [
     "sso_permission_sets", "sso_account_assignments", "sso_admin_policies",
     "sso_applications", "sso_admin_users", "sso_activity_summary",
 ]
-PARAM_TYPES = {"timestamp", "string"}
+PARAM_TYPES = {"timestamp", "string", "day"}
+# The first three parameters of every query, and the predicate that binds them (in this order).
+WINDOW_PARAMS = [("since", "timestamp"), ("from_day", "day"), ("to_day", "day")]
+WINDOW_SQL = r"event_time\s*>=\s*\?\s+AND\s+year\s*\*\s*10000\s*\+\s*month\s*\*\s*100\s*\+\s*day\s+BETWEEN\s+\?\s+AND\s+\?"
 
 # Outside string literals: (pattern, why). Case-insensitive.
 FORBIDDEN = [
@@ -103,8 +109,10 @@ def parse(path):
             if m.group(2) not in PARAM_TYPES:
                 problems.append(f"params: type of {m.group(1)!r} must be one of {sorted(PARAM_TYPES)}")
             params.append((m.group(1), m.group(2)))
-        if not params or params[0] != ("since", "timestamp"):
-            problems.append("params: the first parameter must be since:timestamp")
+        if params[:3] != WINDOW_PARAMS:
+            problems.append("params: the first parameters must be since:timestamp, from_day:day, to_day:day")
+        if any(t == "day" for _, t in params[3:]):
+            problems.append("params: from_day and to_day are the only day parameters")
         names = [p for p, _ in params]
         if len(set(names)) != len(names):
             problems.append("params: a name appears twice")
@@ -129,6 +137,14 @@ def parse(path):
         problems.append("the query must read FROM iam_events")
     if any("?" in lit for lit in literals):
         problems.append("'?' inside a string literal (it would be taken for a parameter)")
+    window = re.search(WINDOW_SQL, code)
+    if not window:
+        problems.append(
+            "the WHERE must start with the window, `event_time >= ? AND year * 10000 + month * 100 + day "
+            "BETWEEN ? AND ?`, so that both engines read only the days asked for"
+        )
+    elif code[:window.start()].count("?"):
+        problems.append("the window's three '?' must be the first parameters of the SQL")
     marks = code.count("?")
     if marks != len(params):
         problems.append(f"{marks} '?' parameter(s) in the SQL but {len(params)} in the params line")
@@ -281,32 +297,64 @@ def schema():
             "Glue columns differ from docs/parquet-schema.md (names, types or order): "
             f"missing {missing}, unexpected {extra}"
         )
-    base = [("year", "int"), ("month", "int"), ("day", "int")]
-    keys = table.get("PartitionKeys")
-    params = table.get("Parameters")
-    if not (isinstance(keys, dict) and "!If" in keys and isinstance(params, dict) and "!If" in params):
-        problems.append("PartitionKeys and Parameters must each be !If [PartitionByRegionEnabled, with region, without]")
-    else:
-        for label, key_list, props, want in (
-            ("by region", keys["!If"][1], params["!If"][1], base + [("region", "string")]),
-            ("default", keys["!If"][2], params["!If"][2], base),
-        ):
-            got = [(k.get("Name"), k.get("Type")) for k in key_list]
-            if got != want:
-                problems.append(f"partition keys ({label}): {got}, expected {want}")
-            location = json.dumps(props.get("storage.location.template"))
-            if props.get("projection.enabled") != "true":
-                problems.append(f"projection.enabled must be \"true\" ({label})")
-            for name, _ in want:
-                if not props.get(f"projection.{name}.type"):
-                    problems.append(f"projection.{name}.type missing ({label})")
-                if f"{name}=${{!{name}}}" not in location:
-                    problems.append(f"storage.location.template lacks {name}=${{{name}}} ({label})")
-            if label == "default" and "region" in location:
-                problems.append("storage.location.template of the default layout must not contain region")
+    problems += partition_problems(table)
     if problems:
         sys.exit("\n".join(problems))
-    print(f"{len(expected)} columns and the partition layouts match docs/parquet-schema.md")
+    print(f"{len(expected)} columns and the partition projection match docs/parquet-schema.md (both PartitionByRegion layouts)")
+
+
+def resolve(node, conditions):
+    """The template fragment as CloudFormation would deploy it with these condition values:
+    every !If [Condition, a, b] is replaced by a or b (other tags are left as they are)."""
+    if isinstance(node, dict):
+        if set(node) == {"!If"}:
+            name, yes, no = node["!If"]
+            if name not in conditions:
+                raise KeyError(f"condition {name!r} has no value here")
+            return resolve(yes if conditions[name] else no, conditions)
+        return {k: resolve(v, conditions) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve(v, conditions) for v in node]
+    return node
+
+
+def partition_problems(table):
+    """The Glue table's partitions for both values of PartitionByRegion.
+
+    Export writes iam-events/year=Y/month=M/day=D/events.parquet, or with PartitionByRegion=true
+    .../day=D/region=R/events.parquet. The table must be projected (no crawler), keyed by
+    year/month/day only (a region key projected as injected breaks every query without a region
+    predicate; an enum one needs a redeploy for a new region), and its location template must end
+    at the day with a slash: Athena reads every object under it, the region subfolders included,
+    and the slash keeps day=1 from also matching day=10 ... day=19."""
+    problems = []
+    for by_region in (False, True):
+        label = f"PartitionByRegion={'true' if by_region else 'false'}"
+        try:
+            t = resolve(table, {"PartitionByRegionEnabled": by_region})
+        except KeyError as e:
+            problems.append(f"Glue table ({label}): {e}")
+            continue
+        keys = [(k.get("Name"), k.get("Type")) for k in t.get("PartitionKeys") or []]
+        want = [("year", "int"), ("month", "int"), ("day", "int")]
+        if keys != want:
+            problems.append(f"partition keys ({label}): {keys}, expected {want}")
+        props = t.get("Parameters") or {}
+        if props.get("projection.enabled") != "true":
+            problems.append(f"projection.enabled must be \"true\" ({label})")
+        for name, _ in want:
+            if props.get(f"projection.{name}.type") != "integer":
+                problems.append(f"projection.{name}.type must be integer ({label})")
+        for key in props:
+            if key.startswith("projection.") and key.split(".")[1] not in ("enabled", "year", "month", "day"):
+                problems.append(f"{key}: no projection other than year/month/day ({label})")
+        location = props.get("storage.location.template")
+        if isinstance(location, dict) and "!Sub" in location:
+            location = location["!Sub"]
+        want_tail = "/iam-events/year=${!year}/month=${!month}/day=${!day}/"
+        if not isinstance(location, str) or not location.endswith(want_tail):
+            problems.append(f"storage.location.template ({label}) is {location!r}; it must end with {want_tail!r}")
+    return problems
 
 
 if __name__ == "__main__":

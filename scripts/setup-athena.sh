@@ -121,8 +121,10 @@ echo "  partitions:   $partition_keys (projection.enabled=$projection)"
 echo "  template:     $template"
 case ",$partition_keys," in
     *,region,*)
-        echo "  note:         partitioned by region (injected projection): every Athena query must name"
-        echo "                its region(s), e.g. AND region = 'us-east-1'; the saved queries do not"
+        # Stacks deployed before the table lost its region key: Athena refuses every query
+        # without a region predicate there. Redeploying gives the year/month/day table.
+        echo "  note:         this table has the old injected region key: every Athena query must name"
+        echo "                its region(s); redeploy the stack to get the table that needs none"
         ;;
 esac
 

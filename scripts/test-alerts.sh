@@ -8,9 +8,9 @@
 # the local alerts topic, reads it back through an SQS subscription and prints it as the email
 # would read. Every argument after --local goes to that command (see --local --help).
 #
-# Otherwise the alerts topic ARN is read from the stack's AlertsTopicArn output (needs the aws
-# CLI and credentials allowed to describe the stack) and `iamtrail test-alert` publishes to it
-# with the default AWS credentials; the email subscribed through the AlertEmail parameter should
+# Otherwise `iamtrail test-alert` reads the alerts topic from the stack's AlertsTopicArn output
+# and publishes to it with the default AWS credentials (cloudformation:DescribeStacks and
+# sns:Publish; no AWS CLI needed); the email subscribed through the AlertEmail parameter should
 # receive it within a minute (once its subscription was confirmed).
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -82,32 +82,10 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-command -v aws >/dev/null 2>&1 ||
-    die "the aws CLI is not on PATH; it is needed to read the stack's outputs (https://aws.amazon.com/cli/), or use --local"
-
 region_args=()
 [[ -n "$region" ]] && region_args=(--region "$region")
 
-echo "reading the AlertsTopicArn output of stack $stack${region:+ in $region}"
-# stderr apart from the ARN (the CLI may warn on stderr even when it succeeds); shown on failure.
-aws_err="$(mktemp "${TMPDIR:-/tmp}/test-alerts.XXXXXX")"
-aws_rc=0
-topic_arn="$(aws cloudformation describe-stacks ${region_args[@]+"${region_args[@]}"} \
-    --stack-name "$stack" \
-    --query "Stacks[0].Outputs[?OutputKey=='AlertsTopicArn'].OutputValue" \
-    --output text 2>"$aws_err")" || aws_rc=$?
-[[ $aws_rc -eq 0 ]] || cat "$aws_err" >&2
-rm -f "$aws_err"
-if [[ $aws_rc -ne 0 ]]; then
-    die "could not describe stack $stack${region:+ in $region} (is it deployed there, and are AWS credentials configured? see --stack/--region)"
-fi
-topic_arn="$(printf '%s' "$topic_arn" | tr -d '[:space:]')"
-if [[ -z "$topic_arn" || "$topic_arn" == "None" ]]; then
-    die "stack $stack has no AlertsTopicArn output (deployed before alerting was added? redeploy it)"
-fi
-[[ "$topic_arn" == arn:*:sns:*:*:* ]] ||
-    die "stack $stack's AlertsTopicArn output is not an SNS topic ARN: $topic_arn"
-echo "alerts topic: $topic_arn"
-
+# `iamtrail test-alert` reads the stack's AlertsTopicArn output itself (CloudFormation
+# DescribeStacks with the default AWS credentials) and says clearly when the stack is missing.
 build_cli
-exec "$CARGO_TARGET_DIR/debug/iamtrail" test-alert --topic-arn "$topic_arn" ${region_args[@]+"${region_args[@]}"}
+exec "$CARGO_TARGET_DIR/debug/iamtrail" --stack "$stack" ${region_args[@]+"${region_args[@]}"} test-alert

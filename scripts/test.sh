@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project; this is also what CI runs (.ci/run).
 #
-#   1. scripts/setup-venv.sh    the local stack's Python tools in .venv (moto, cfn-lint, statelint)
+#   1. scripts/setup-venv.sh --build   the Python tools in .venv: the local stack's (moto,
+#                               cfn-lint, statelint) and the Lambda build tools (SAM CLI,
+#                               cargo-lambda, zig)
 #   2. cargo fmt --check
 #   3. cargo clippy             every crate and target, warnings are errors
-#   4. scripts/validate.sh      cfn-lint on template.yaml, statelint + moto's parser on the ASL
-#   5. cargo test --workspace   unit tests, and end-to-end tests running real state machine
-#                               executions on the local stack; extra arguments go here, e.g.
-#                               scripts/test.sh -p iamtrail-core, scripts/test.sh -- --nocapture
+#   4. scripts/validate.sh      cfn-lint and sam validate --lint on template.yaml, statelint + moto's parser on the ASL
+#   5. scripts/package.sh --arch x86_64   the five Lambda bootstraps and zips, release build in
+#                               the build cache (15-30 min cold on 2 cores, seconds when
+#                               unchanged); the artifacts test runs them
+#   6. cargo test --workspace   unit tests, end-to-end tests running real state machine
+#                               executions on the local stack, and the built bootstraps on a
+#                               Lambda Runtime API (tests/artifacts.rs); extra arguments go here,
+#                               e.g. scripts/test.sh -p iamtrail-core, scripts/test.sh -- --nocapture
 #
 # Prints a timestamped header and the elapsed time of each stage, and the total; stops at the
 # first failure with a non-zero exit status.
@@ -32,6 +38,7 @@ cargo clippy --version >/dev/null 2>&1 ||
 
 started=$SECONDS
 stage_no=0
+stage_total=6
 
 # stage NAME CMD...: runs one stage with a header and its elapsed time; exits on failure.
 stage() {
@@ -39,7 +46,7 @@ stage() {
     shift
     local t0=$SECONDS rc=0
     stage_no=$((stage_no + 1))
-    printf '\n==> [%s] %d/5 %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$stage_no" "$name"
+    printf '\n==> [%s] %d/%d %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$stage_no" "$stage_total" "$name"
     "$@" || rc=$?
     if [[ $rc -ne 0 ]]; then
         printf '<== %s FAILED (exit %d) after %ds; total %ds\n' \
@@ -53,10 +60,11 @@ printf 'iamtrail checks: %s, %s, %s; CARGO_TARGET_DIR=%s\n' \
     "$(cargo --version)" "$(rustc --version 2>/dev/null || echo 'rustc ?')" \
     "$("${PYTHON:-python3}" --version 2>&1)" "$CARGO_TARGET_DIR"
 
-stage "setup-venv (moto, cfn-lint, statelint)" bash scripts/setup-venv.sh
+stage "setup-venv --build (moto, cfn-lint, statelint, SAM CLI, cargo-lambda, zig)" bash scripts/setup-venv.sh --build
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --locked --workspace --all-targets -- -D warnings
-stage "validate (cfn-lint, statelint)" bash scripts/validate.sh
+stage "validate (cfn-lint, sam validate --lint, statelint)" bash scripts/validate.sh
+stage "package Lambda artifacts (x86_64)" bash scripts/package.sh --arch x86_64
 stage "cargo test --workspace${*:+ $*}" cargo test --locked --workspace "$@"
 
 printf '\nall checks passed in %ds\n' "$((SECONDS - started))"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Static checks of the deployable artefacts, no AWS account needed:
-#   - cfn-lint on template.yaml
+#   - cfn-lint on template.yaml, and `sam validate --lint` (needs scripts/setup-venv.sh --build)
 #   - the state machine rendered with sample DefinitionSubstitutions, then
 #     statelint and moto's ASL parser (the interpreter the local stack runs) on it
 #   - the ${...} names used in the ASL match the template's DefinitionSubstitutions
@@ -135,6 +135,16 @@ PYEOF
 
 # --- Run the checks -------------------------------------------------------------
 check "cfn-lint $TEMPLATE" "$CFN_LINT" "$TEMPLATE"
+# SAM's own view of the template (the transform, and cfn-lint as `sam validate --lint` runs it,
+# with samconfig.toml). The SAM CLI comes with the build tools (scripts/setup-venv.sh --build).
+sam_validate() {
+    [[ -x "$VENV/bin/sam" ]] || {
+        echo "the SAM CLI is not in $VENV: run scripts/setup-venv.sh --build"
+        return 1
+    }
+    SAM_CLI_TELEMETRY=0 "$VENV/bin/sam" validate --lint --template "$TEMPLATE" --region us-east-1
+}
+check "sam validate --lint $TEMPLATE" sam_validate
 
 render_ok=0
 check "render $ASL with sample substitutions" render_asl

@@ -56,8 +56,35 @@ async fn dataset_is_stored_exactly_once_through_reruns_and_backfill() {
     let run_record = control_item(&stack, "run#run-1").await.expect("run record");
     assert_eq!(attr(&run_record, "status"), Some("succeeded"));
 
-    // The same execution again: the table is unchanged, item for item.
-    let (_, again) = run_ok(&stack, "run-2", json!({})).await;
+    // The cost contract (docs/architecture.md, "What a run costs"): a run that collects every
+    // region in one Map round enters 8 states besides its Collect tasks, and 2 more when it
+    // exports. run-1 exports the dataset's days.
+    let regions = summary.regions;
+    assert_eq!(regions, 24, "the local stack's enabled regions");
+    assert_eq!(first.collect_invocations, regions, "one round");
+    assert!(first.output.as_ref().unwrap().get("export").is_some());
+    assert_eq!(
+        first.state_transitions,
+        one_round_transitions(regions, true)
+    );
+
+    // The same execution again: the table is unchanged, item for item. This is the steady
+    // state of the hourly schedule: 32 transitions (the workflow with a Choice and a Succeed state per region entered 82).
+    let (second, again) = run_ok(&stack, "run-2", json!({})).await;
+    let exported = second.output.as_ref().unwrap().get("export").is_some();
+    println!(
+        "run-2 (steady state): {} transitions, {} Collect invocations, export ran: {exported}",
+        second.state_transitions, second.collect_invocations
+    );
+    assert_eq!(second.collect_invocations, regions);
+    assert_eq!(
+        second.state_transitions,
+        one_round_transitions(regions, exported)
+    );
+    if !exported {
+        // The usual case (an export here only when run-1 and run-2 straddle a day's due time).
+        assert_eq!(second.state_transitions, 32);
+    }
     assert_eq!(again.status, "succeeded");
     let after_rerun = scan_all(&db, &events_table).await;
     assert_eq!(after_rerun, items, "a re-run changes nothing");
@@ -181,6 +208,13 @@ async fn dataset_is_stored_exactly_once_through_reruns_and_backfill() {
     );
     assert!(bounded >= checkpoint, "never behind where it was");
     stack.stop().await;
+}
+
+/// The states a run that collects every region in one Map round enters: ListTargets, Route,
+/// CollectRegions, one Collect per region, Aggregate, CollectAgain?, EvaluateAlerts,
+/// AfterAlerts?, then Export and AfterExport? when dates were due, and Done.
+fn one_round_transitions(regions: usize, exported: bool) -> usize {
+    8 + regions + if exported { 2 } else { 0 }
 }
 
 fn parse(t: &str) -> DateTime<Utc> {

@@ -472,9 +472,12 @@ async fn reexport_of_a_day_whose_items_expired_keeps_the_old_file() {
 }
 
 /// With a 1-second budget, the first export of 90 days needs several Export invocations: the
-/// workflow loops while Export reports `more`, and every date is exported once.
+/// workflow loops while Export reports `more`, at most MaxExportInvocations (10) times; what a
+/// slow machine leaves undone is reported as `export_dates` and exported by the next execution,
+/// and every date is exported exactly once over the executions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn export_loops_on_its_time_budget_until_every_date_is_done() {
+    const MAX_EXPORT_INVOCATIONS: u64 = 10;
     let mut options = options("export-budget");
     options
         .settings
@@ -483,22 +486,74 @@ async fn export_loops_on_its_time_budget_until_every_date_is_done() {
     options.emulator = dataset_emulator(Some(24), None);
     let stack = start(options).await;
     let (result, summary) = run_ok(&stack, "export-budget", json!({})).await;
-    let export = &result.output.as_ref().unwrap()["export"];
-    println!("export: {export}; {} dates due", summary.export_dates.len());
-    assert!(
-        summary.export_dates.len() >= 80,
-        "{:?}",
-        summary.export_dates
-    );
+    let due: Vec<String> = summary.export_dates.iter().map(|d| d.to_string()).collect();
+    assert!(due.len() >= 80, "{due:?}");
+    let mut export = result.output.as_ref().unwrap()["export"].clone();
+    println!("export: {export}; {} dates due", due.len());
     assert!(export["invocations"].as_u64().unwrap() >= 2, "{export}");
-    assert_eq!(export["more"], false, "{export}");
-    assert_eq!(export["export_dates"], json!([]));
+
+    let mut exported: Vec<String> = Vec::new();
+    let mut rows = 0;
+    for round in 1..=5 {
+        let done = strings(&export["dates"]);
+        let left = strings(&export["export_dates"]);
+        // Each execution exports some dates and hands the rest on: nothing twice, nothing lost.
+        let mut both: Vec<String> = done.iter().chain(left.iter()).cloned().collect();
+        both.sort();
+        let mut expected: Vec<String> = due
+            .iter()
+            .filter(|d| !exported.contains(d))
+            .cloned()
+            .collect();
+        expected.sort();
+        assert_eq!(
+            both, expected,
+            "round {round}: exported + left = still due ({export})"
+        );
+        exported.extend(done);
+        rows += export["rows"].as_u64().unwrap();
+        if export["more"] == false {
+            assert!(left.is_empty(), "{export}");
+            break;
+        }
+        // Stopped by the cap, not early.
+        assert_eq!(
+            export["invocations"].as_u64(),
+            Some(MAX_EXPORT_INVOCATIONS),
+            "{export}"
+        );
+        let next = run_output(
+            &stack,
+            &format!("export-budget-rest-{round}"),
+            json!({"mode": "export", "dates": left}),
+        )
+        .await;
+        export = next["export"].clone();
+        println!("round {}: {export}", round + 1);
+    }
     assert_eq!(
-        export["dates"].as_array().unwrap().len(),
-        summary.export_dates.len(),
-        "every due date exported once over the invocations"
+        export["more"], false,
+        "the remaining dates were exported: {export}"
+    );
+    exported.sort();
+    let mut due_sorted = due.clone();
+    due_sorted.sort();
+    assert_eq!(
+        exported, due_sorted,
+        "every due date exported once over the executions"
     );
     let items = scan_all(&stack.dynamodb(), &stack.settings().events_table).await;
-    assert_eq!(export["rows"].as_u64(), Some(items.len() as u64));
+    assert_eq!(rows, items.len() as u64);
     stack.stop().await;
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -380,6 +380,7 @@ async fn overlapping_executions_read_each_region_once() {
             skipped.collect_invocations, 0,
             "the skipped execution collected nothing"
         );
+        assert_eq!(skipped.state_transitions, 3, "ListTargets, Route, Skipped");
         let summary = summary_of(&ran);
         assert_eq!(summary.status, "succeeded", "{:?}", summary.errors);
         assert_eq!(summary.totals.stored, EVENTS as u64);

@@ -137,6 +137,7 @@ async fn late_delivered_events_inside_the_overlap_are_found_on_the_next_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
     let mut options = options("budget");
+    options.fail_collect_regions = vec!["eu-north-1".into()];
     options
         .settings
         .insert("COLLECT_TIME_BUDGET_SECONDS".into(), "2".into());
@@ -195,29 +196,61 @@ async fn out_of_budget_returns_more_and_the_loop_finishes_the_window() {
         "{progress:?}"
     );
 
-    // The workflow loops Collect until the window is done; nothing is lost.
-    let (result, summary) = run_ok(&stack, "budget", only_sts_in(&["us-east-1"])).await;
+    // The workflow collects us-east-1 again, round after round of the Map, until its window is
+    // done; nothing is lost. eu-west-1 (no events) finishes in the first round and eu-north-1's
+    // Collect fails there: Aggregate carries both results through the later rounds.
+    let (result, summary) = run_ok(
+        &stack,
+        "budget",
+        only_sts_in(&["us-east-1", "eu-west-1", "eu-north-1"]),
+    )
+    .await;
     let items = scan_all(&stack.dynamodb(), &stack.settings().events_table).await;
+    let east = summary
+        .targets
+        .iter()
+        .find(|t| t.region == "us-east-1")
+        .expect("us-east-1 reported");
+    let rounds = (summary.collect_invocations - 1) as usize;
     println!(
-        "budget run: {} Collect invocations, {} slices, {} stored",
+        "budget run: {rounds} Map rounds, {} Collect invocations, {} transitions, {} slices, {} stored",
         result.collect_invocations,
+        result.state_transitions,
         summary.totals.slices,
         items.len()
     );
+    assert!(rounds > 1, "Aggregate sent us-east-1 round again");
+    assert_eq!(ids(&items), expected);
     assert!(
-        result.collect_invocations > 1,
-        "the Choice loop re-invoked Collect"
+        east.counts.stored + progress.counts.stored >= 2000,
+        "us-east-1's counts add up over every round: {} stored by the workflow, {} by the direct call",
+        east.counts.stored,
+        progress.counts.stored
     );
+    assert_eq!(summary.regions, 3, "each region once, whatever the rounds");
+    let west = summary.targets.iter().find(|t| t.region == "eu-west-1");
+    assert!(west.is_some_and(|t| t.error.is_none()), "{west:?}");
+    assert_eq!(summary.status, "partial");
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert_eq!(summary.errors[0].region, "eu-north-1");
+    // The history's Collect states: one per round for us-east-1, and eu-west-1's and
+    // eu-north-1's (whose failed invocation no work item counts).
+    assert_eq!(result.collect_invocations, rounds + 2);
     assert_eq!(
         summary.collect_invocations as usize,
-        result.collect_invocations
+        result.collect_invocations - 1
     );
     assert!(
         summary.capped_regions.is_empty(),
         "{:?}",
         summary.capped_regions
     );
-    assert_eq!(ids(&items), expected);
+    // What the rounds cost: ListTargets and Route; the first round's Map, 3 Collect,
+    // CollectFailed, Aggregate and CollectAgain?; 4 states for each later round (Map, Collect,
+    // Aggregate, CollectAgain?); EvaluateAlerts, AfterAlerts? and Done (no date is due: the
+    // other enabled regions have no checkpoint).
+    assert!(result.output.as_ref().unwrap().get("export").is_none());
+    assert_eq!(result.state_transitions, 2 + 7 + 4 * (rounds - 1) + 3);
     stack.stop().await;
 }
 

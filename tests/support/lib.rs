@@ -3,6 +3,10 @@
 //! goes through the gateway, where tests inject faults and count requests (`LocalStack`'s
 //! fault and counter methods); the helpers here read moto directly.
 
+pub mod bench_dataset;
+pub mod runtime_api;
+pub mod template_env;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -295,4 +299,35 @@ pub async fn head_metadata(stack: &LocalStack, key: &str) -> HashMap<String, Str
         .metadata()
         .cloned()
         .unwrap_or_default()
+}
+
+/// The CloudWatch metrics one EMF document defines: one entry per namespace, metric name and
+/// dimension values (`"<namespace> <name> [Region=..,Source=..]"`), which is what CloudWatch
+/// bills as one custom metric. Empty for a line that is not an EMF document.
+pub fn emf_series(doc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for directive in doc["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let namespace = directive["Namespace"].as_str().unwrap_or("");
+        for set in directive["Dimensions"].as_array().into_iter().flatten() {
+            let dims: Vec<String> = set
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|k| format!("{k}={}", doc[k].as_str().unwrap_or("")))
+                .collect();
+            for metric in directive["Metrics"].as_array().into_iter().flatten() {
+                out.push(format!(
+                    "{namespace} {} [{}]",
+                    metric["Name"].as_str().unwrap_or(""),
+                    dims.join(",")
+                ));
+            }
+        }
+    }
+    out
 }

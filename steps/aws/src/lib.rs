@@ -15,6 +15,7 @@ pub mod lambda;
 pub mod limiter;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod metrics;
 pub mod ports;
 pub mod s3;
 pub mod sns;
@@ -85,14 +86,17 @@ pub struct AwsContext {
     pub sns: aws_sdk_sns::Client,
     pub s3: aws_sdk_s3::Client,
     pub cloudtrail: CloudTrailSource,
+    /// Where the steps' EMF metrics go (stdout in Lambda; nowhere unless set otherwise).
+    pub metrics: metrics::Metrics,
 }
 
 impl AwsContext {
     /// Reads the settings from the environment and the SDK configuration from the usual chain.
     pub async fn from_env() -> Result<Self, StepError> {
         let settings = Settings::from_env().map_err(StepError::config)?;
+        let metrics = metrics::Metrics::stdout_from_env()?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Ok(AwsContext::new(&sdk, settings, Endpoints::default()))
+        Ok(AwsContext::new(&sdk, settings, Endpoints::default()).with_metrics(metrics))
     }
 
     /// Builds the adapters from an SDK configuration.
@@ -117,7 +121,14 @@ impl AwsContext {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             cloudtrail: CloudTrailSource::new(sdk.clone(), endpoints.cloudtrail.or(endpoints.aws)),
             settings,
+            metrics: metrics::Metrics::discard(),
         }
+    }
+
+    /// The same context writing the steps' metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn event_store(&self) -> DynamoEventStore {
@@ -240,7 +251,7 @@ pub async fn run_step(
                 alerts: &alerts,
                 objects: &objects,
             };
-            let out = steps::collect::collect(item, &deps, deadline, now).await?;
+            let out = steps::collect::collect(item, &deps, &ctx.metrics, deadline, now).await?;
             to_json(&out)
         }
         Step::EvaluateAlerts => {
@@ -250,6 +261,7 @@ pub async fn run_step(
                 input,
                 &ctx.alert_store(),
                 ctx.notifier().as_ref(),
+                &ctx.metrics,
                 &ctx.settings,
                 now,
                 deadline.map(tokio::time::Instant::from_std),
@@ -270,6 +282,7 @@ pub async fn run_step(
                 &ctx.event_store(),
                 &objects,
                 &ctx.control_store(),
+                &ctx.metrics,
                 &ctx.settings,
                 now,
                 deadline.map(tokio::time::Instant::from_std),
@@ -279,8 +292,14 @@ pub async fn run_step(
         }
         Step::Aggregate => {
             let input: AggregateInput = parse(payload, "Aggregate")?;
-            let out = steps::aggregate::aggregate(input, &ctx.control_store(), &ctx.settings, now)
-                .await?;
+            let out = steps::aggregate::aggregate(
+                input,
+                &ctx.control_store(),
+                &ctx.metrics,
+                &ctx.settings,
+                now,
+            )
+            .await?;
             to_json(&out)
         }
     }

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use iamtrail_aws::memory::MemoryControl;
 use iamtrail_aws::ports::{ControlStore, LeaseOutcome};
-use iamtrail_aws::steps::aggregate::aggregate;
+use iamtrail_aws::steps::aggregate::{aggregate, finish_run};
 use iamtrail_aws::steps::list_targets::RUN_LEASE;
-use iamtrail_core::contract::{AggregateInput, Mode, RunSummary};
+use iamtrail_core::contract::{AggregateInput, AggregateOutput, Mode, RunSummary};
 use iamtrail_core::Settings;
 use serde_json::{json, Value};
 
@@ -58,6 +58,7 @@ fn input(results: Vec<Value>, enabled: &[&str]) -> AggregateInput {
         mode: Mode::Incremental,
         execution: Some("run-1".into()),
         results,
+        collected: Vec::new(),
         enabled_regions: enabled.iter().map(|r| r.to_string()).collect(),
     }
 }
@@ -67,9 +68,15 @@ async fn aggregate_at(
     control: &MemoryControl,
     now: DateTime<Utc>,
 ) -> RunSummary {
-    aggregate(input, control, &settings(), now)
-        .await
-        .expect("aggregate")
+    finish_run(
+        input,
+        control,
+        &iamtrail_aws::metrics::Metrics::discard(),
+        &settings(),
+        now,
+    )
+    .await
+    .expect("aggregate")
 }
 
 /// Stored checkpoints, and the 5th exported already.
@@ -197,4 +204,61 @@ async fn a_scheduled_run_gives_its_lease_back() {
             .unwrap(),
         LeaseOutcome::Held { holder, .. } if holder == "run-2"
     ));
+}
+
+#[tokio::test]
+async fn a_round_with_more_to_collect_only_returns_the_items_and_touches_nothing() {
+    // us-east-1 stopped on its time budget (more: true, 1 of 4 invocations): the round hands it
+    // back with eu-west-1's result carried, and stores no run record and keeps the run lease.
+    let control = control(at(10, 11, 55), at(10, 11, 55)).await;
+    let now = at(10, 12, 0);
+    control
+        .acquire_lease(RUN_LEASE, "run-1", now, Duration::minutes(55))
+        .await
+        .unwrap();
+    let mut busy = item("us-east-1", at(10, 11, 0));
+    busy["more"] = json!(true);
+    let done = item("eu-west-1", at(10, 11, 55));
+    let out = aggregate(
+        input(vec![busy, done.clone()], &REGIONS),
+        &control,
+        &iamtrail_aws::metrics::Metrics::discard(),
+        &settings(),
+        now,
+    )
+    .await
+    .unwrap();
+    let next = match out {
+        AggregateOutput::Continue(next) => next,
+        other => panic!("expected a continuation, got {other:?}"),
+    };
+    let again: Vec<(&str, bool, u32)> = next
+        .items
+        .iter()
+        .map(|i| (i.region.as_str(), i.more, i.invocations))
+        .collect();
+    assert_eq!(again, vec![("us-east-1", true, 1)]);
+    assert_eq!(next.collected, vec![done]);
+    assert!(control.runs().is_empty(), "no run record");
+    assert!(control.lease(RUN_LEASE).is_some(), "the run lease is kept");
+
+    // The next round: us-east-1 done. Final: the run record, the lease given back.
+    let mut round2 = input(vec![item("us-east-1", at(10, 11, 55))], &REGIONS);
+    round2.collected = next.collected;
+    let out = aggregate(
+        round2,
+        &control,
+        &iamtrail_aws::metrics::Metrics::discard(),
+        &settings(),
+        now,
+    )
+    .await
+    .unwrap();
+    let summary = match out {
+        AggregateOutput::Final(summary) => summary,
+        other => panic!("expected the final round, got {other:?}"),
+    };
+    assert_eq!((summary.regions, summary.totals.stored), (2, 2));
+    assert_eq!(control.runs().len(), 1);
+    assert_eq!(control.lease(RUN_LEASE), None);
 }

@@ -68,9 +68,17 @@ async fn deliver<N: Notifier>(
     notifier: &N,
     settings: &Settings,
 ) -> AlertDelivery {
-    evaluate_alerts(input, store, Some(notifier), settings, Utc::now(), None)
-        .await
-        .expect("evaluate alerts")
+    evaluate_alerts(
+        input,
+        store,
+        Some(notifier),
+        &iamtrail_aws::metrics::Metrics::discard(),
+        settings,
+        Utc::now(),
+        None,
+    )
+    .await
+    .expect("evaluate alerts")
 }
 
 fn first() -> EvaluateAlertsInput {
@@ -235,6 +243,7 @@ async fn alert_delivery_stops_on_its_time_budget() {
         first(),
         &store,
         Some(&notifier),
+        &iamtrail_aws::metrics::Metrics::discard(),
         &s,
         Utc::now(),
         Some(deadline),
@@ -343,6 +352,7 @@ async fn an_outbox_error_is_retried_then_fails_the_step_with_aws_error() {
         first(),
         &store,
         Some(&notifier),
+        &iamtrail_aws::metrics::Metrics::discard(),
         &settings(&[]),
         Utc::now(),
         None,

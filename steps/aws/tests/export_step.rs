@@ -67,9 +67,18 @@ async fn run<R: EventReader>(
     control: &MemoryControl,
     settings: &Settings,
 ) -> ExportOutput {
-    export(input, reader, objects, control, settings, now(), None)
-        .await
-        .expect("export")
+    export(
+        input,
+        reader,
+        objects,
+        control,
+        &iamtrail_aws::metrics::Metrics::discard(),
+        settings,
+        now(),
+        None,
+    )
+    .await
+    .expect("export")
 }
 
 /// The next invocation's input, as the workflow builds it: its whole state (the run summary
@@ -416,6 +425,7 @@ async fn a_day_too_large_for_one_invocation_does_not_block_the_later_dates() {
         &reader,
         &objects,
         &control,
+        &iamtrail_aws::metrics::Metrics::discard(),
         &s,
         now(),
         Some(deadline),
@@ -435,9 +445,18 @@ async fn a_day_too_large_for_one_invocation_does_not_block_the_later_dates() {
 
     let deadline = Instant::now() + StdDuration::from_secs(60);
     let next = looped(&[d(1), d(2), d(3)], &one);
-    let two = export(next, &reader, &objects, &control, &s, now(), Some(deadline))
-        .await
-        .unwrap();
+    let two = export(
+        next,
+        &reader,
+        &objects,
+        &control,
+        &iamtrail_aws::metrics::Metrics::discard(),
+        &s,
+        now(),
+        Some(deadline),
+    )
+    .await
+    .unwrap();
     assert_eq!(two.dates, vec![d(2), d(3)]);
     assert!(!two.more);
     assert!(

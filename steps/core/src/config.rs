@@ -56,6 +56,9 @@ pub struct Settings {
     pub analytics_bucket: Option<String>,
     /// `PARTITION_BY_REGION`: add a `region=` level to the export layout.
     pub partition_by_region: bool,
+    /// `DETAILED_METRICS`: also publish the per region/source metrics per Region and Source
+    /// (one billed custom metric each; docs/metrics.md, "Cost").
+    pub detailed_metrics: bool,
     /// `EXPORT_COMPRESSION`: `snappy` (default) or `zstd`.
     pub export_compression: String,
     /// `MAX_COLLECT_INVOCATIONS`: most Collect invocations one work item gets in one execution
@@ -207,6 +210,7 @@ impl Settings {
             alerts_per_run: number("ALERTS_PER_RUN", 200, 1, 5000)? as usize,
             analytics_bucket: get("ANALYTICS_BUCKET"),
             partition_by_region: flag("PARTITION_BY_REGION", false)?,
+            detailed_metrics: flag("DETAILED_METRICS", false)?,
             export_compression: match get("EXPORT_COMPRESSION").map(|v| v.to_ascii_lowercase()) {
                 None => "snappy".to_string(),
                 Some(v) if v == "snappy" || v == "zstd" => v,

@@ -205,7 +205,8 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// Aggregate's payload.
+/// Aggregate's payload: the whole workflow state after a round of the Map (the fields it does
+/// not name, such as `items`, are ignored).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AggregateInput {
     pub run_id: String,
@@ -213,13 +214,42 @@ pub struct AggregateInput {
     pub mode: Mode,
     #[serde(default)]
     pub execution: Option<String>,
-    /// Map results: work items, or `{region, sources, failed: true, error: {Error, Cause}}`
-    /// for an item whose Collect failed after its retries.
+    /// This round's Map results: work items, or `{region, sources, failed: true, error:
+    /// {Error, Cause}}` for an item whose Collect failed after its retries.
     pub results: Vec<serde_json::Value>,
+    /// The results of the items that finished in earlier rounds, carried by the
+    /// [`Continuation`] (empty on the first round).
+    #[serde(default)]
+    pub collected: Vec<serde_json::Value>,
     /// Every enabled region (from ListTargets): export due dates are decided from the stored
     /// checkpoints of every enabled region/source, not only those of this run.
     #[serde(default)]
     pub enabled_regions: Vec<String>,
+}
+
+/// Aggregate's answer when some items stopped on Collect's time budget (`more: true`, under the
+/// invocation cap): the workflow sends `items` back to the same Map, and the next Aggregate
+/// round gets `collected` back with the new results. Building it has no side effects (no run
+/// record, no lease release, no metrics). See docs/architecture.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Continuation {
+    pub run_id: String,
+    pub mode: Mode,
+    pub enabled_regions: Vec<String>,
+    /// The items to collect again, as Collect returned them (cursor and invocations kept).
+    pub items: Vec<WorkItem>,
+    /// Every other result so far: finished items and failed ones, each region once.
+    pub collected: Vec<serde_json::Value>,
+}
+
+/// Aggregate's result: collect again, or the final run summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum AggregateOutput {
+    /// Some items have more to read: the workflow's `CollectAgain?` sends them to the Map.
+    Continue(Continuation),
+    /// Collection is over: the run summary, also stored as the run record.
+    Final(Box<RunSummary>),
 }
 
 /// One failed region or source in a run summary.

@@ -10,6 +10,7 @@ pub mod contract;
 pub mod export;
 pub mod filter;
 pub mod lookup;
+pub mod metrics;
 pub mod normalize;
 pub mod outbox;
 pub mod raw;

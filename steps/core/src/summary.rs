@@ -1,14 +1,59 @@
-//! Aggregate's pure part: a run summary from the Map results.
+//! Aggregate's pure part: whether another Map round is needed, and the run summary from the
+//! results of every round.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::contract::{AggregateInput, Counts, RunError, RunSummary, TargetSummary, WorkItem};
+use crate::contract::{
+    AggregateInput, Continuation, Counts, RunError, RunSummary, TargetSummary, WorkItem,
+};
 
-/// Sums the Map results. A result that is a failed item (`failed: true`, caught by the
-/// workflow) or that cannot be read is reported as an error of its region; the others count.
+/// A result the workflow's `CollectFailed` state made: Collect failed after its retries.
+fn is_failed(result: &Value) -> bool {
+    result.get("failed").and_then(Value::as_bool) == Some(true)
+}
+
+/// Every result so far: those of earlier rounds (`collected`), then this round's.
+fn all_results(input: &AggregateInput) -> impl Iterator<Item = &Value> {
+    input.collected.iter().chain(input.results.iter())
+}
+
+/// The items to collect again: those Collect returned with `more: true` (it stopped on its
+/// time budget, or waited for the region lease) and fewer than `max_invocations` invocations.
+/// `None` when there are none: this round is the final one. Collect itself turns `more` off at
+/// the cap (`capped`); the bound here only keeps the workflow's loop finite whatever a result
+/// says. See docs/collection.md §8.
+pub fn next_round(input: &AggregateInput, max_invocations: u32) -> Option<Continuation> {
+    let mut items = Vec::new();
+    let mut collected = Vec::new();
+    for result in all_results(input) {
+        let again = match serde_json::from_value::<WorkItem>(result.clone()) {
+            Ok(item) if !is_failed(result) => {
+                (item.more && item.invocations < max_invocations).then_some(item)
+            }
+            _ => None,
+        };
+        match again {
+            Some(item) => items.push(item),
+            None => collected.push(result.clone()),
+        }
+    }
+    if items.is_empty() {
+        return None;
+    }
+    Some(Continuation {
+        run_id: input.run_id.clone(),
+        mode: input.mode,
+        enabled_regions: input.enabled_regions.clone(),
+        items,
+        collected,
+    })
+}
+
+/// Sums the results of every round. A result that is a failed item (`failed: true`, caught by
+/// the workflow) or that cannot be read is reported as an error of its region; the others count.
 pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
     let mut totals = Counts::default();
     let mut per_source: BTreeMap<String, Counts> = BTreeMap::new();
@@ -16,13 +61,15 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
     let mut targets = Vec::new();
     let mut invocations = 0u64;
     let mut capped_regions = Vec::new();
-    for result in &input.results {
+    let mut regions = 0;
+    for result in all_results(input) {
+        regions += 1;
         let region = result
             .get("region")
             .and_then(Value::as_str)
             .unwrap_or("unknown")
             .to_string();
-        if result.get("failed").and_then(Value::as_bool) == Some(true) {
+        if is_failed(result) {
             errors.push(RunError {
                 region,
                 source: None,
@@ -42,7 +89,8 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
             }
         };
         invocations += u64::from(item.invocations);
-        if item.capped {
+        // `more` still set: left with work at the workflow's bound (next_round).
+        if item.capped || item.more {
             capped_regions.push(item.region.clone());
         }
         for (source, progress) in &item.progress {
@@ -78,7 +126,7 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
             "partial"
         }
         .to_string(),
-        regions: input.results.len(),
+        regions,
         totals,
         per_source,
         targets,
@@ -91,12 +139,11 @@ pub fn summarize(input: &AggregateInput, now: DateTime<Utc>) -> RunSummary {
     }
 }
 
-/// The regions the Map results name, failed items included, sorted and deduplicated. Aggregate
-/// falls back to them for the export's due dates when its payload has no `enabled_regions`.
+/// The regions the results of every round name, failed items included, sorted and
+/// deduplicated. Aggregate falls back to them for the export's due dates when its payload has
+/// no `enabled_regions`.
 pub fn result_regions(input: &AggregateInput) -> Vec<String> {
-    let mut regions: Vec<String> = input
-        .results
-        .iter()
+    let mut regions: Vec<String> = all_results(input)
         .filter_map(|r| r.get("region").and_then(Value::as_str))
         .map(String::from)
         .collect();
@@ -174,6 +221,7 @@ mod tests {
             mode: Mode::Incremental,
             execution: None,
             enabled_regions: vec![],
+            collected: vec![],
             results: vec![
                 serde_json::to_value(&item).unwrap(),
                 failed,
@@ -193,5 +241,111 @@ mod tests {
         assert_eq!(s.errors[1].error, "Lambda.Unknown: boom");
         assert_eq!(s.errors[2].region, "unknown");
         assert_eq!(result_regions(&input), vec!["eu-west-1", "us-east-1"]);
+    }
+
+    /// A region's item as Collect returns it after `invocations` invocations.
+    fn returned(region: &str, stored: u64, more: bool, invocations: u32) -> Value {
+        let mut item = WorkItem {
+            run_id: "r".into(),
+            region: region.into(),
+            sources: vec![Source::Sts],
+            more,
+            invocations,
+            ..Default::default()
+        };
+        item.progress.insert(
+            Source::Sts,
+            SourceProgress {
+                counts: Counts {
+                    fetched: stored,
+                    stored,
+                    ..Default::default()
+                },
+                done: !more,
+                ..Default::default()
+            },
+        );
+        serde_json::to_value(&item).unwrap()
+    }
+
+    fn round(collected: Vec<Value>, results: Vec<Value>) -> AggregateInput {
+        AggregateInput {
+            run_id: "r".into(),
+            mode: Mode::Incremental,
+            execution: None,
+            enabled_regions: vec!["eu-west-1".into(), "us-east-1".into(), "us-west-2".into()],
+            collected,
+            results,
+        }
+    }
+
+    #[test]
+    fn items_with_more_go_round_again_and_the_rest_is_carried() {
+        let failed = json!({"region": "us-west-2", "sources": ["sts"], "failed": true,
+            "error": {"Error": "States.Timeout", "Cause": ""}});
+        let first = round(
+            vec![],
+            vec![
+                returned("us-east-1", 50, true, 1),
+                returned("eu-west-1", 3, false, 1),
+                failed.clone(),
+            ],
+        );
+        let next = next_round(&first, 3).expect("us-east-1 has more");
+        assert_eq!(next.run_id, "r");
+        assert_eq!(next.enabled_regions, first.enabled_regions);
+        assert_eq!(next.items.len(), 1);
+        assert_eq!(next.items[0].region, "us-east-1");
+        assert_eq!(
+            next.items[0].invocations, 1,
+            "the item as Collect returned it"
+        );
+        assert_eq!(
+            next.collected,
+            vec![returned("eu-west-1", 3, false, 1), failed]
+        );
+
+        // Round 2: the state carries `collected`; us-east-1 finishes. Final, and every region
+        // is counted once, with us-east-1's newest result only.
+        let second = round(next.collected, vec![returned("us-east-1", 80, false, 2)]);
+        assert_eq!(next_round(&second, 3), None);
+        let s = summarize(&second, Utc::now());
+        assert_eq!(s.regions, 3);
+        assert_eq!(s.totals.stored, 83);
+        assert_eq!(s.collect_invocations, 3);
+        assert_eq!(s.status, "partial", "us-west-2 failed in round 1");
+        assert_eq!(s.errors.len(), 1);
+        assert_eq!(s.errors[0].region, "us-west-2");
+        assert!(s.capped_regions.is_empty());
+        assert_eq!(
+            result_regions(&second),
+            vec!["eu-west-1", "us-east-1", "us-west-2"]
+        );
+    }
+
+    #[test]
+    fn the_invocation_cap_ends_the_rounds() {
+        // Collect caps itself (more: false, capped: true); a result still saying more at the
+        // cap is not sent round again either, and is reported like a capped one.
+        let at_cap = round(vec![], vec![returned("us-east-1", 50, true, 3)]);
+        assert_eq!(next_round(&at_cap, 3), None);
+        assert_eq!(
+            summarize(&at_cap, Utc::now()).capped_regions,
+            vec!["us-east-1"]
+        );
+        assert!(next_round(&at_cap, 4).is_some());
+        // Nothing to read again: the first round is the final one.
+        let done = round(vec![], vec![returned("us-east-1", 5, false, 1)]);
+        assert_eq!(next_round(&done, 3), None);
+        assert_eq!(next_round(&round(vec![], vec![]), 3), None);
+    }
+
+    #[test]
+    fn failed_and_unreadable_results_never_go_round_again() {
+        // A failed item keeps the fields of the item it came from (more: true included).
+        let mut failed = returned("us-east-1", 0, true, 1);
+        failed["failed"] = json!(true);
+        let input = round(vec![], vec![failed, json!({"more": true})]);
+        assert_eq!(next_round(&input, 3), None);
     }
 }

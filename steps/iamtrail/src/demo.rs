@@ -3,17 +3,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use chrono::TimeDelta;
+use iamtrail_aws::metrics::FileSink;
 use iamtrail_core::contract::RunSummary;
+use iamtrail_core::metrics::names;
 use iamtrail_local::{EmulatorOptions, TimeShift};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use crate::follow::{export_line, report, spinner, Outcome};
 use crate::local::{sdk_error, LocalOptions, LocalStack};
-use crate::render::{events_table, run_table};
+use crate::render::events_table;
 
 /// What the demo runs.
 pub struct DemoOptions {
@@ -39,15 +42,6 @@ pub fn dataset_emulator(hours_ago: Option<i64>, throttle_rps: Option<f64>) -> Em
         },
         ..Default::default()
     }
-}
-
-fn spinner() -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
 }
 
 /// Counts the items of a table (Scan with `Select: COUNT`; fine for a local demo).
@@ -108,12 +102,20 @@ pub async fn events_of_day(
 }
 
 /// Runs the demo and prints it.
-pub async fn run_demo(options: DemoOptions) -> Result<()> {
+pub async fn run_demo(mut options: DemoOptions) -> Result<()> {
     let dataset = options.stack.dataset.clone();
+    // The EMF lines a deployed stack would write to CloudWatch Logs (docs/metrics.md).
+    let metrics_path = std::env::temp_dir().join(format!(
+        "iamtrail-demo-metrics-{}.jsonl",
+        std::process::id()
+    ));
+    let sink = FileSink::create(&metrics_path)
+        .with_context(|| format!("creating {}", metrics_path.display()))?;
+    options.stack.metrics = Some(Arc::new(sink));
     let bar = spinner();
     bar.set_message("starting moto server and the gateway");
     let mut stack = LocalStack::start(options.stack).await?;
-    let report = stack.emulator.load_report();
+    let loaded = stack.emulator.load_report();
     bar.set_message("creating tables and registering the state machine");
     let machine = stack.deploy().await?;
     bar.finish_and_clear();
@@ -125,8 +127,8 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
     if let Some(dir) = &dataset {
         println!(
             "CloudTrail emulator: {} records from {} files in {}{}",
-            report.records,
-            report.files,
+            loaded.records,
+            loaded.files,
             dir.display(),
             match stack.emulator.shift() {
                 Some(shift) => format!(
@@ -136,7 +138,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
                 None => String::new(),
             }
         );
-        for (file, reason) in report.skipped.iter().take(5) {
+        for (file, reason) in loaded.skipped.iter().take(5) {
             println!("  skipped a record in {}: {reason}", file.display());
         }
     }
@@ -154,36 +156,20 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
             })
             .await?;
         bar.finish_and_clear();
-        println!(
-            "Execution {} {} in {:.1}s ({} state transitions, {} Collect invocations)",
-            result.name,
-            result.status,
-            result.duration.as_secs_f64(),
-            result.state_transitions,
-            result.collect_invocations
-        );
-        if result.status != "SUCCEEDED" {
-            anyhow::bail!(
-                "execution {} ended {}: {} {}",
-                result.name,
-                result.status,
-                result.error.unwrap_or_default(),
-                result.cause.unwrap_or_default()
-            );
+        if let Some(export) = result.output.as_ref().and_then(|o| o.get("export")) {
+            last_export = Some(export.clone());
         }
-        let summary: RunSummary =
-            serde_json::from_value(result.output.clone().context("execution has no output")?)
-                .context("reading the run summary")?;
-        println!("{}", run_table(&summary));
+        let summary = match report(&result)? {
+            Outcome::Run(summary) => *summary,
+            // An export-only or skipped run has no alerts to show.
+            _ => continue,
+        };
         let delivery = result
             .output
             .as_ref()
             .and_then(|o| o.get("alerts"))
             .cloned()
             .unwrap_or(Value::Null);
-        if let Some(export) = result.output.as_ref().and_then(|o| o.get("export")) {
-            last_export = Some(export.clone());
-        }
         let received = stack.received_alerts().await?;
         println!(
             "Alerts: {} queued by Collect, {} sent by EvaluateAlerts, {} failed; {} received by the mailbox subscription.",
@@ -250,14 +236,8 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
     }
     if let Some(export) = last_export {
         println!(
-            "\nExport: {} day(s) checked, {} file(s), {} rows written to s3://{}/iam-events/",
-            export
-                .get("dates")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len),
-            export.get("files").and_then(Value::as_u64).unwrap_or(0),
-            export.get("rows").and_then(Value::as_u64).unwrap_or(0),
-            settings.analytics_bucket.as_deref().unwrap_or("")
+            "\n{}",
+            export_line(&export, settings.analytics_bucket.as_deref())
         );
         let dir = std::env::temp_dir().join(format!("iamtrail-demo-export-{}", std::process::id()));
         let files = download_export(&stack, &dir).await?;
@@ -273,8 +253,51 @@ pub async fn run_demo(options: DemoOptions) -> Result<()> {
             );
         }
     }
+    println!("\n{}", metrics_line(&metrics_path)?);
     stack.stop().await;
     Ok(())
+}
+
+/// One line on the metrics the run wrote: how many EMF lines, where, and the last run's
+/// values (the document with `PartialRun`).
+pub fn metrics_line(path: &std::path::Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let docs: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} holds a line that is not JSON", path.display()))?;
+    let namespace = docs
+        .first()
+        .and_then(|d| d["_aws"]["CloudWatchMetrics"][0]["Namespace"].as_str())
+        .unwrap_or("-")
+        .to_string();
+    let run = docs
+        .iter()
+        .rev()
+        .find(|d| d.get(names::PARTIAL_RUN).is_some());
+    let values = run
+        .map(|d| {
+            [
+                names::PARTIAL_RUN,
+                names::SOURCES_FAILED,
+                names::RUN_EVENTS_STORED,
+                names::MAX_COLLECTION_LAG_SECONDS,
+                names::EXPORT_LAG_DAYS,
+                names::DIRTY_DATES,
+            ]
+            .iter()
+            .filter_map(|n| d.get(*n).map(|v| format!("{n} {v}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+        })
+        .unwrap_or_else(|| "no run metrics".into());
+    Ok(format!(
+        "Metrics: {} EMF lines (namespace {namespace}) in {}; the run's: {values}.",
+        docs.len(),
+        path.display()
+    ))
 }
 
 /// Downloads every exported object of the local analytics bucket into `dir` (keeping the

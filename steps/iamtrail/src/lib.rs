@@ -1,6 +1,10 @@
-//! The `iamtrail` CLI's library: the local stack and terminal rendering, shared by the binary
-//! and the end-to-end tests.
+//! The `iamtrail` CLI's library: the local stack, terminal rendering, following executions,
+//! the deployed stack's resolution and the commands, shared by the binary and the tests.
 
+pub mod commands;
 pub mod demo;
+pub mod deployed;
+pub mod follow;
 pub mod local;
 pub mod render;
+pub mod stack;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
+use iamtrail_aws::metrics::{Metrics, MetricsSink};
 use iamtrail_aws::tables::{create_table, table_specs};
 use iamtrail_aws::{run_step, AwsContext, Endpoints, Step};
 use iamtrail_core::Settings;
@@ -53,6 +53,9 @@ pub struct LocalOptions {
     /// [`SMALL_S3_PART_SIZE`] (256 bytes), so that tests can upload multipart files of a few
     /// KB; `None` keeps AWS's 5 MiB.
     pub s3_part_min_size: Option<u64>,
+    /// Where the steps' EMF metrics go (namespace `IamTrail/<stack name>`, as deployed);
+    /// `None` drops them. See docs/metrics.md.
+    pub metrics: Option<Arc<dyn MetricsSink>>,
 }
 
 impl LocalOptions {
@@ -68,6 +71,7 @@ impl LocalOptions {
             moto_log: None,
             fail_collect_regions: Vec::new(),
             s3_part_min_size: Some(SMALL_S3_PART_SIZE),
+            metrics: None,
         }
     }
 }
@@ -83,21 +87,8 @@ pub struct LocalStack {
     pub state_machine_arn: Option<String>,
 }
 
-/// How an execution ended.
-#[derive(Debug, Clone)]
-pub struct ExecutionResult {
-    pub name: String,
-    pub arn: String,
-    pub status: String,
-    pub output: Option<Value>,
-    pub error: Option<String>,
-    pub cause: Option<String>,
-    /// State transitions (history events of type `*StateEntered`), for the cost report.
-    pub state_transitions: usize,
-    /// Collect invocations seen in the history.
-    pub collect_invocations: usize,
-    pub duration: Duration,
-}
+/// How an execution ended (see [`crate::follow`]).
+pub use crate::follow::ExecutionResult;
 
 /// Settings for a stack name: table names from the stack, then the overrides, then the
 /// process environment.
@@ -158,6 +149,11 @@ pub fn topic_arn(stack: &str) -> String {
     format!("arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{stack}-alerts")
 }
 
+/// The local operations topic's ARN (`OperationsTopicArn`): the alarms notify it.
+pub fn operations_topic_arn(stack: &str) -> String {
+    format!("arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{stack}-operations")
+}
+
 /// The SQS queue subscribed to the local alerts topic: it plays the mailbox.
 pub fn mailbox_queue(stack: &str) -> String {
     format!("{stack}-alerts-mailbox")
@@ -190,6 +186,21 @@ pub async fn local_sdk_config() -> aws_config::SdkConfig {
         ))
         .load()
         .await
+}
+
+/// One alarm the local stack creates in moto, as `template.yaml` declares it.
+struct LocalAlarm<'a> {
+    name: &'static str,
+    namespace: &'a str,
+    metric: &'static str,
+    dimension: Option<(&'static str, &'a str)>,
+    statistic: aws_sdk_cloudwatch::types::Statistic,
+    comparison: aws_sdk_cloudwatch::types::ComparisonOperator,
+    threshold: f64,
+    period: i32,
+    evaluations: i32,
+    missing: &'static str,
+    ok_actions: bool,
 }
 
 impl LocalStack {
@@ -262,17 +273,24 @@ impl LocalStack {
         .await
         .context("starting moto server")?;
         gateway.set_upstream(moto.endpoint());
-        let context = Arc::new(AwsContext::new(
-            &sdk,
-            settings,
-            // Every AWS call of the steps goes through the gateway (which proxies to moto), so
-            // tests can inject faults into DynamoDB, SNS and S3 and count the requests.
-            Endpoints {
-                aws: Some(gateway.endpoint()),
-                cloudtrail: Some(gateway.endpoint()),
-                sns: Some(gateway.endpoint()),
-            },
-        ));
+        let metrics = match &options.metrics {
+            Some(sink) => Metrics::for_stack(&options.stack_name, sink.clone())?,
+            None => Metrics::discard(),
+        };
+        let context = Arc::new(
+            AwsContext::new(
+                &sdk,
+                settings,
+                // Every AWS call of the steps goes through the gateway (which proxies to moto), so
+                // tests can inject faults into DynamoDB, SNS and S3 and count the requests.
+                Endpoints {
+                    aws: Some(gateway.endpoint()),
+                    cloudtrail: Some(gateway.endpoint()),
+                    sns: Some(gateway.endpoint()),
+                },
+            )
+            .with_metrics(metrics),
+        );
         cell.set(context.clone()).ok();
         Ok(LocalStack {
             options,
@@ -303,7 +321,23 @@ impl LocalStack {
         aws_sdk_sfn::Client::from_conf(conf)
     }
 
+    /// A CloudWatch client on moto (which stores alarms but does not evaluate them).
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        let conf = aws_sdk_cloudwatch::config::Builder::from(&self.sdk)
+            .endpoint_url(self.moto.endpoint())
+            .build();
+        aws_sdk_cloudwatch::Client::from_conf(conf)
+    }
+
     /// An SQS client on moto.
+    /// An SNS client of moto.
+    fn sns(&self) -> aws_sdk_sns::Client {
+        let conf = aws_sdk_sns::config::Builder::from(&self.sdk)
+            .endpoint_url(self.moto.endpoint())
+            .build();
+        aws_sdk_sns::Client::from_conf(conf)
+    }
+
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         let conf = aws_sdk_sqs::config::Builder::from(&self.sdk)
             .endpoint_url(self.moto.endpoint())
@@ -505,7 +539,8 @@ impl LocalStack {
         &self.context.settings
     }
 
-    /// Creates the tables and registers the state machine.
+    /// Creates the tables, the topic and the bucket, registers the state machine, and registers
+    /// a CloudFormation stack of the same name whose outputs point at them.
     pub async fn deploy(&mut self) -> Result<String> {
         let dynamodb = self.dynamodb();
         for spec in table_specs() {
@@ -515,6 +550,7 @@ impl LocalStack {
         }
         let stack = &self.options.stack_name;
         self.create_topic().await?;
+        self.create_operations_topic().await?;
         self.context
             .s3
             .create_bucket()
@@ -567,18 +603,196 @@ impl LocalStack {
             .context("registering the state machine")?;
         let arn = created.state_machine_arn().to_string();
         self.state_machine_arn = Some(arn.clone());
+        self.create_alarms(&arn).await?;
+        self.register_stack(&arn).await?;
         Ok(arn)
+    }
+
+    /// The outputs a deployed stack of this name would have (`template.yaml`'s output keys),
+    /// for the local resources that exist: the tables, the state machine, the functions, the
+    /// topic and the analytics bucket.
+    pub fn stack_outputs(&self, state_machine_arn: &str) -> Vec<(&'static str, String)> {
+        use crate::stack::keys;
+        let stack = &self.options.stack_name;
+        let settings = self.settings();
+        vec![
+            (keys::EVENTS_TABLE, settings.events_table.clone()),
+            (keys::CONTROL_TABLE, settings.control_table.clone()),
+            (keys::ALERTS_TABLE, settings.alerts_table.clone()),
+            (keys::STATE_MACHINE, state_machine_arn.to_string()),
+            (keys::ALERTS_TOPIC, topic_arn(stack)),
+            (keys::ANALYTICS_BUCKET, analytics_bucket(stack)),
+            (keys::LIST_TARGETS_FUNCTION, format!("{stack}-list-targets")),
+            (keys::COLLECT_FUNCTION, format!("{stack}-collect")),
+            (keys::AGGREGATE_FUNCTION, format!("{stack}-aggregate")),
+            (
+                keys::EVALUATE_ALERTS_FUNCTION,
+                format!("{stack}-evaluate-alerts"),
+            ),
+            (keys::EXPORT_FUNCTION, format!("{stack}-export")),
+            (keys::OPERATIONS_TOPIC, operations_topic_arn(stack)),
+        ]
+    }
+
+    /// A CloudFormation client on moto.
+    pub fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
+        let conf = aws_sdk_cloudformation::config::Builder::from(&self.sdk)
+            .endpoint_url(self.moto.endpoint())
+            .build();
+        aws_sdk_cloudformation::Client::from_conf(conf)
+    }
+
+    /// Registers a CloudFormation stack named after the local stack, whose outputs are the
+    /// local resources' names (one placeholder resource, `AWS::CloudFormation::WaitConditionHandle`,
+    /// which moto supports), so that the CLI finds the local stack as it finds a deployed one.
+    async fn register_stack(&self, state_machine_arn: &str) -> Result<()> {
+        let outputs: serde_json::Map<String, Value> = self
+            .stack_outputs(state_machine_arn)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!({ "Value": v })))
+            .collect();
+        let template = serde_json::json!({
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Description": "iamtrail local stack: the outputs of template.yaml for the local resources",
+            "Resources": {"LocalStackMarker": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": outputs,
+        });
+        self.cloudformation()
+            .create_stack()
+            .stack_name(&self.options.stack_name)
+            .template_body(template.to_string())
+            .send()
+            .await
+            .map_err(sdk_error)
+            .context("registering the local CloudFormation stack")?;
+        Ok(())
+    }
+
+    /// Creates the operations topic the alarms notify (`template.yaml`'s OperationsTopic).
+    async fn create_operations_topic(&self) -> Result<()> {
+        let stack = &self.options.stack_name;
+        let sns = self.sns();
+        let topic = sns
+            .create_topic()
+            .name(format!("{stack}-operations"))
+            .send()
+            .await
+            .map_err(sdk_error)
+            .context("creating the operations topic")?;
+        let topic = topic.topic_arn().unwrap_or_default();
+        anyhow::ensure!(
+            topic == operations_topic_arn(stack),
+            "unexpected topic ARN {topic}"
+        );
+        Ok(())
+    }
+
+    /// Creates, in moto, the alarms of `template.yaml` on the workflow and on the steps' own
+    /// metrics (namespace `IamTrail/<stack>`), with the template's default thresholds; the
+    /// per-function and per-table alarms watch AWS metrics the local stack does not have.
+    /// moto stores alarms and their state but does not evaluate them. `tests/template.rs`
+    /// compares these with the template.
+    async fn create_alarms(&self, state_machine_arn: &str) -> Result<()> {
+        use aws_sdk_cloudwatch::types::{ComparisonOperator as Op, Dimension, Statistic};
+        let stack = &self.options.stack_name;
+        let own = format!("IamTrail/{stack}");
+        let topic = operations_topic_arn(stack);
+        let execution = |name, metric| LocalAlarm {
+            name,
+            namespace: "AWS/States",
+            metric,
+            dimension: Some(("StateMachineArn", state_machine_arn)),
+            statistic: Statistic::Sum,
+            comparison: Op::GreaterThanOrEqualToThreshold,
+            threshold: 1.0,
+            period: 300,
+            evaluations: 1,
+            missing: "notBreaching",
+            ok_actions: false,
+        };
+        // Written once per run: the state holds between runs (docs/operations.md).
+        let per_run = |name, metric, statistic, comparison, threshold| LocalAlarm {
+            name,
+            namespace: &own,
+            metric,
+            dimension: None,
+            statistic,
+            comparison,
+            threshold,
+            period: 300,
+            evaluations: 1,
+            missing: "ignore",
+            ok_actions: true,
+        };
+        let (ge, gt) = (Op::GreaterThanOrEqualToThreshold, Op::GreaterThanThreshold);
+        let (sum, max) = (Statistic::Sum, Statistic::Maximum);
+        let alarms = [
+            execution("executions-failed", "ExecutionsFailed"),
+            execution("executions-timed-out", "ExecutionsTimedOut"),
+            execution("executions-aborted", "ExecutionsAborted"),
+            per_run("partial-run", "PartialRun", max.clone(), ge.clone(), 1.0),
+            per_run("alerts-failed", "AlertsFailed", sum, ge, 1.0),
+            per_run(
+                "alerts-pending",
+                "OldestPendingAlertAgeSeconds",
+                max.clone(),
+                gt.clone(),
+                3600.0,
+            ),
+            per_run("export-lag", "ExportLagDays", max.clone(), gt.clone(), 2.0),
+            // The hourly schedule the local runs' lease and timeout assume: one period per
+            // interval, 2 of 2, 3 intervals behind, no data is breaching.
+            LocalAlarm {
+                period: 3600,
+                evaluations: 2,
+                missing: "breaching",
+                ..per_run(
+                    "collection-lag",
+                    "MaxCollectionLagSeconds",
+                    max,
+                    gt,
+                    10800.0,
+                )
+            },
+        ];
+        let cloudwatch = self.cloudwatch();
+        for a in alarms {
+            let mut put = cloudwatch
+                .put_metric_alarm()
+                .alarm_name(format!("{stack}-{}", a.name))
+                .alarm_description(format!(
+                    "The local stack's copy of template.yaml's {} alarm (docs/operations.md).",
+                    a.name
+                ))
+                .namespace(a.namespace)
+                .metric_name(a.metric)
+                .statistic(a.statistic)
+                .comparison_operator(a.comparison)
+                .threshold(a.threshold)
+                .period(a.period)
+                .evaluation_periods(a.evaluations)
+                .datapoints_to_alarm(a.evaluations)
+                .treat_missing_data(a.missing)
+                .alarm_actions(&topic);
+            if a.ok_actions {
+                put = put.ok_actions(&topic);
+            }
+            if let Some((name, value)) = a.dimension {
+                put = put.dimensions(Dimension::builder().name(name).value(value).build());
+            }
+            put.send()
+                .await
+                .map_err(sdk_error)
+                .with_context(|| format!("creating the {} alarm", a.name))?;
+        }
+        Ok(())
     }
 
     /// Creates the alerts topic and subscribes the mailbox queue to it (raw delivery off, so the
     /// queue receives the SNS envelope with subject and attributes, as email would show them).
     async fn create_topic(&self) -> Result<()> {
         let stack = &self.options.stack_name;
-        let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(&self.sdk)
-                .endpoint_url(self.moto.endpoint())
-                .build(),
-        );
+        let sns = self.sns();
         let topic = sns
             .create_topic()
             .name(format!("{stack}-alerts"))
@@ -628,7 +842,7 @@ impl LocalStack {
         &self,
         name: &str,
         input: &Value,
-        mut progress: impl FnMut(&str),
+        progress: impl FnMut(&str),
     ) -> Result<ExecutionResult> {
         let arn = self
             .state_machine_arn
@@ -636,107 +850,17 @@ impl LocalStack {
             .context("deploy() the stack before running executions")?;
         let sfn = self.sfn();
         let started = std::time::Instant::now();
-        let execution_arn = sfn
-            .start_execution()
-            .state_machine_arn(arn)
-            .name(name)
-            .input(input.to_string())
-            .send()
-            .await
-            .map_err(sdk_error)
-            .context("StartExecution")?
-            .execution_arn()
-            .to_string();
-        let mut last_line = String::new();
-        loop {
-            let described = sfn
-                .describe_execution()
-                .execution_arn(&execution_arn)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            let (transitions, collects, line) = self.history_summary(&sfn, &execution_arn).await?;
-            if line != last_line {
-                progress(&line);
-                last_line = line;
-            }
-            if *described.status() != ExecutionStatus::Running {
-                return Ok(ExecutionResult {
-                    name: name.to_string(),
-                    arn: execution_arn,
-                    status: described.status().as_str().to_string(),
-                    output: described
-                        .output()
-                        .and_then(|o| serde_json::from_str(o).ok()),
-                    error: described.error().map(String::from),
-                    cause: described.cause().map(String::from),
-                    state_transitions: transitions,
-                    collect_invocations: collects,
-                    duration: started.elapsed(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-
-    /// Counts state transitions and Collect invocations so far, and describes where the
-    /// execution is.
-    async fn history_summary(
-        &self,
-        sfn: &aws_sdk_sfn::Client,
-        execution_arn: &str,
-    ) -> Result<(usize, usize, String)> {
-        let mut transitions = 0;
-        let mut collects = 0;
-        let mut iterations_done = 0;
-        let mut iterations_failed = 0;
-        let mut current = String::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = sfn
-                .get_execution_history()
-                .execution_arn(execution_arn)
-                .set_next_token(token.clone())
-                .max_results(1000)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for event in page.events() {
-                match event.r#type() {
-                    HistoryEventType::TaskStateEntered
-                    | HistoryEventType::ChoiceStateEntered
-                    | HistoryEventType::MapStateEntered
-                    | HistoryEventType::PassStateEntered
-                    | HistoryEventType::SucceedStateEntered
-                    | HistoryEventType::FailStateEntered => {
-                        transitions += 1;
-                        if let Some(name) = event.state_entered_event_details().map(|d| d.name()) {
-                            if name == "Collect" {
-                                collects += 1;
-                            }
-                            current = name.to_string();
-                        }
-                    }
-                    HistoryEventType::MapIterationSucceeded => iterations_done += 1,
-                    HistoryEventType::MapIterationFailed
-                    | HistoryEventType::MapIterationAborted => iterations_failed += 1,
-                    _ => {}
-                }
-            }
-            token = page.next_token().map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
-        let line = if current.is_empty() {
-            "starting".to_string()
-        } else {
-            format!(
-                "{current}: {iterations_done} region(s) done{}, {collects} Collect invocation(s), {transitions} transitions",
-                if iterations_failed > 0 { format!(", {iterations_failed} failed") } else { String::new() }
-            )
-        };
-        Ok((transitions, collects, line))
+        let execution_arn = crate::follow::start_execution(&sfn, arn, name, input).await?;
+        let mut result = crate::follow::follow_execution(
+            &sfn,
+            &execution_arn,
+            crate::follow::FollowOptions::default(),
+            progress,
+        )
+        .await?;
+        // The demo and the tests time the whole call, start included.
+        result.duration = started.elapsed();
+        Ok(result)
     }
 
     /// Stops moto and the gateway.

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use iamtrail::commands;
 use iamtrail::demo::{bundled_dataset, dataset_emulator, run_demo, DemoOptions};
+use iamtrail::deployed::{sdk_config, Deployed, Target};
 use iamtrail::local::{find_repo_root, LocalOptions, LocalStack};
 
 mod query_cmd;
@@ -17,12 +19,40 @@ mod query_cmd;
     about = "IAM Activity Tracker: identity activity from every region, on AWS or on a local stack"
 )]
 struct Cli {
+    /// The stack: a deployed stack's CloudFormation name, or the local stack's name (its tables
+    /// are NAME-events, NAME-control, NAME-alerts).
+    #[arg(
+        long,
+        global = true,
+        env = "IAMTRAIL_STACK",
+        default_value = "iamtrail"
+    )]
+    stack: String,
+    /// The deployed stack's region [default: the AWS default chain: AWS_REGION, the profile].
+    /// `query run` takes its own --region.
+    #[arg(long, global = true)]
+    region: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// A deployed stack's state: last runs, checkpoints and their lag, alerts, export, failures.
+    Status(StatusArgs),
+    /// Start a scheduled-style run (input {}) now and follow it to the end.
+    Run(FollowArgs),
+    /// Re-read a time range (validated here first), then follow the execution.
+    Backfill(BackfillArgs),
+    /// Export chosen dates to Parquet again, then follow the execution.
+    Export(ExportArgs),
+    /// The recent executions: kind, start, duration, status, summary.
+    Executions(ExecutionsArgs),
+    /// Redrive a failed, timed-out or aborted execution (within 14 days), then follow it.
+    Redrive(RedriveArgs),
+    /// The built-in alert rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Run the tracker on a local stack (moto server + gateway + CloudTrail emulator), no AWS account needed.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -31,6 +61,89 @@ enum Command {
     /// Analytics queries (queries/*.sql) on Athena or on an exported Parquet tree.
     #[command(subcommand)]
     Query(query_cmd::QueryCommand),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Output format (json: stable field names, for scripts).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// How many of the last runs to show.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    runs: u16,
+}
+
+#[derive(Args)]
+struct FollowArgs {
+    /// Start the execution and return without following it.
+    #[arg(long)]
+    no_follow: bool,
+}
+
+#[derive(Args)]
+struct BackfillArgs {
+    /// Range start, RFC 3339 (e.g. 2026-11-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    start: String,
+    /// Range end, RFC 3339, after the start.
+    #[arg(long, value_name = "TIME")]
+    end: String,
+    /// Only these regions (comma-separated; must be enabled in the account).
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    regions: Vec<String>,
+    /// Only these sources: iam, sts, signin, sso (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "SOURCE,...")]
+    sources: Vec<String>,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The dates to export, YYYY-MM-DD (space- or comma-separated).
+    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', value_name = "DATE")]
+    dates: Vec<String>,
+    /// Replace a date's file even when the new one has fewer rows.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+#[derive(Args)]
+struct ExecutionsArgs {
+    /// Only executions with this status.
+    #[arg(long, value_parser = ["FAILED", "RUNNING", "SUCCEEDED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"], ignore_case = true)]
+    status: Option<String>,
+    /// How many executions, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    /// Output format (json: stable field names, for scripts).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct RedriveArgs {
+    /// The execution's name or ARN.
+    execution: String,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// List the rules: id, severity, title, what each detects.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,9 +171,6 @@ struct StackArgs {
     /// LookupEvents requests per second per region before ThrottlingException (0 = never throttle; AWS allows 2).
     #[arg(long, default_value_t = 2.0)]
     throttle_rps: f64,
-    /// Stack name (tables are NAME-events, NAME-control, NAME-alerts).
-    #[arg(long, default_value = "iamtrail")]
-    stack: String,
     /// Map MaxConcurrency.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=40))]
     max_concurrency: u32,
@@ -92,15 +202,13 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct TestAlertArgs {
-    /// The alerts topic (the stack's AlertsTopicArn output).
+    /// The alerts topic; default: the stack's AlertsTopicArn output (--stack, --region).
+    /// (--region: the topic's region, default the one its ARN names.)
     #[arg(long, env = "ALERTS_TOPIC_ARN")]
-    topic_arn: String,
-    /// The topic's region (default: from the AWS configuration).
-    #[arg(long)]
-    region: Option<String>,
+    topic_arn: Option<String>,
 }
 
-fn stack_options(args: &StackArgs) -> Result<LocalOptions> {
+fn stack_options(args: &StackArgs, stack: &str) -> Result<LocalOptions> {
     let repo = find_repo_root()?;
     let mut options = LocalOptions::new(&repo);
     let data = args.data.clone().unwrap_or_else(|| bundled_dataset(&repo));
@@ -115,7 +223,7 @@ fn stack_options(args: &StackArgs) -> Result<LocalOptions> {
         (!args.no_shift).then_some(args.latest_hours_ago),
         (args.throttle_rps > 0.0).then_some(args.throttle_rps),
     );
-    options.stack_name = args.stack.clone();
+    options.stack_name = stack.to_string();
     options.map_max_concurrency = args.max_concurrency;
     options.moto_log = args.moto_log.clone();
     let mut settings = HashMap::new();
@@ -149,7 +257,19 @@ async fn publish_test_alert(sns: &aws_sdk_sns::Client, topic_arn: &str) -> Resul
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message and its causes on one line; never a backtrace (RUST_BACKTRACE is for
+            // panics, not for a refused request).
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IAMTRAIL_LOG")
@@ -158,13 +278,70 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let target = Target {
+        stack: cli.stack.clone(),
+        region: cli.region.clone(),
+    };
     match cli.command {
+        Command::Status(args) => {
+            let deployed = Deployed::connect(&target).await?;
+            commands::status::run(&deployed, args.runs.into(), args.format == Format::Json).await
+        }
+        Command::Run(args) => {
+            let deployed = Deployed::connect(&target).await?;
+            let input = commands::start::scheduled_input();
+            commands::start::start_and_follow(&deployed, "run", &input, !args.no_follow).await
+        }
+        Command::Backfill(args) => {
+            // Validate before touching AWS: a bad range starts nothing.
+            let (input, warnings) = commands::start::backfill_input(
+                &args.start,
+                &args.end,
+                &args.regions,
+                &args.sources,
+                chrono::Utc::now(),
+            )?;
+            let deployed = Deployed::connect(&target).await?;
+            commands::start::check_regions_enabled(&deployed, &args.regions).await?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            commands::start::start_and_follow(&deployed, "backfill", &input, !args.follow.no_follow)
+                .await
+        }
+        Command::Export(args) => {
+            let today = chrono::Utc::now().date_naive();
+            let input = commands::start::export_input(&args.dates, args.force, today)?;
+            let deployed = Deployed::connect(&target).await?;
+            commands::start::start_and_follow(&deployed, "export", &input, !args.follow.no_follow)
+                .await
+        }
+        Command::Executions(args) => {
+            let deployed = Deployed::connect(&target).await?;
+            let status = args.status.map(|s| {
+                aws_sdk_sfn::types::ExecutionStatus::from(s.to_ascii_uppercase().as_str())
+            });
+            commands::executions::run(
+                &deployed,
+                status,
+                args.limit.into(),
+                args.format == Format::Json,
+            )
+            .await
+        }
+        Command::Redrive(args) => {
+            let deployed = Deployed::connect(&target).await?;
+            commands::redrive::run(&deployed, &args.execution, !args.follow.no_follow).await
+        }
+        Command::Rules(RulesCommand::List { format }) => {
+            commands::rules::list(format == Format::Json)
+        }
         Command::Query(command) => query_cmd::run(command).await,
         Command::Local(LocalCommand::Demo(args)) => {
             let input: serde_json::Value =
                 serde_json::from_str(&args.input).context("--input is not valid JSON")?;
             run_demo(DemoOptions {
-                stack: stack_options(&args.stack)?,
+                stack: stack_options(&args.stack, &cli.stack)?,
                 runs: args.runs,
                 input,
                 show_events: args.show_events,
@@ -173,7 +350,7 @@ async fn main() -> Result<()> {
             .await
         }
         Command::Local(LocalCommand::TestAlert(args)) => {
-            let mut stack = LocalStack::start(stack_options(&args)?).await?;
+            let mut stack = LocalStack::start(stack_options(&args, &cli.stack)?).await?;
             stack.deploy().await?;
             let message_id = publish_test_alert(
                 &stack.context.sns,
@@ -200,33 +377,34 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::TestAlert(args) => {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            // A topic lives in one region: the one its ARN names, unless --region says otherwise.
-            let arn_region = args
-                .topic_arn
-                .split(':')
-                .nth(3)
-                .filter(|r| !r.is_empty())
-                .map(String::from);
-            if let Some(region) = args.region.or(arn_region) {
-                loader = loader.region(aws_config::Region::new(region));
-            }
-            let sdk = loader.load().await;
-            let message_id =
-                publish_test_alert(&aws_sdk_sns::Client::new(&sdk), &args.topic_arn).await?;
+            let (sns, topic_arn) = match args.topic_arn {
+                Some(topic_arn) => {
+                    // A topic lives in one region: the one its ARN names, unless --region says
+                    // otherwise.
+                    let arn_region = topic_arn.split(':').nth(3).filter(|r| !r.is_empty());
+                    let sdk = sdk_config(cli.region.as_deref().or(arn_region)).await;
+                    (aws_sdk_sns::Client::new(&sdk), topic_arn)
+                }
+                None => {
+                    let deployed = Deployed::connect(&target).await?;
+                    let topic_arn = deployed.outputs.output("AlertsTopicArn")?.to_string();
+                    (aws_sdk_sns::Client::new(&deployed.sdk), topic_arn)
+                }
+            };
+            let message_id = publish_test_alert(&sns, &topic_arn).await?;
             println!(
-                "Published test alert {message_id} to {}; check the subscribed mailbox.",
-                args.topic_arn
+                "Published test alert {message_id} to {topic_arn}; check the subscribed mailbox."
             );
             Ok(())
         }
         Command::Local(LocalCommand::Serve(args)) => {
-            let mut stack = LocalStack::start(stack_options(&args)?).await?;
+            let mut stack = LocalStack::start(stack_options(&args, &cli.stack)?).await?;
             let machine = stack.deploy().await?;
             println!("moto server:    {}", stack.moto.endpoint());
             println!("gateway:        {} (Lambda Invoke, CloudTrail LookupEvents, everything else proxied to moto)", stack.gateway.endpoint());
             println!("state machine:  {machine}");
             println!("\nTry: AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws --region us-east-1 --endpoint-url {} stepfunctions start-execution --state-machine-arn {machine} --name run-1 --input '{{}}'", stack.gateway.endpoint());
+            println!("Or drive it as a deployed stack with this CLI: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing iamtrail --stack {} status", stack.gateway.endpoint(), cli.stack);
             println!("Press Ctrl-C to stop.");
             tokio::signal::ctrl_c().await?;
             stack.stop().await;

@@ -6,12 +6,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
-use iamtrail::local::find_repo_root;
 use iamtrail_query::output::{human_bytes, DEFAULT_MAX_CELL_CHARS};
 use iamtrail_query::{
     catalog, render_csv, render_json, render_table, AthenaEngine, Bindings, LocalEngine,
@@ -33,7 +32,8 @@ pub enum QueryCommand {
 
 #[derive(Args)]
 pub struct ListArgs {
-    /// Directory of query files (default: the repository's queries/).
+    /// Directory of query files (default: the queries built into this binary, the repository's
+    /// queries/ when it was built).
     #[arg(long, value_name = "DIR")]
     queries: Option<PathBuf>,
 }
@@ -80,7 +80,8 @@ pub struct RunArgs {
     /// The exported Parquet tree for the local engine: the bucket root (containing iam-events/) or iam-events/ itself.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Directory of query files (default: the repository's queries/).
+    /// Directory of query files (default: the queries built into this binary, the repository's
+    /// queries/ when it was built).
     #[arg(long, value_name = "DIR")]
     queries: Option<PathBuf>,
     /// Athena workgroup.
@@ -94,18 +95,12 @@ pub struct RunArgs {
     region: Option<String>,
 }
 
-fn queries_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
-    match flag {
-        Some(dir) => Ok(dir),
-        None => Ok(find_repo_root()
-            .context("cannot find the queries; pass --queries DIR")?
-            .join("queries")),
-    }
-}
-
+/// The queries of `--queries DIR`, or those built into the binary.
 fn load(flag: Option<PathBuf>) -> Result<Vec<QueryFile>> {
-    let dir = queries_dir(flag)?;
-    Ok(catalog::load_dir(&dir)?)
+    match flag {
+        Some(dir) => Ok(catalog::load_dir(&dir)?),
+        None => Ok(catalog::embedded()?),
+    }
 }
 
 fn styled_table(headers: &[&str]) -> Table {
@@ -228,7 +223,18 @@ fn summary(result: &QueryResult, engine: Engine) -> String {
     };
     let mut parts = vec![format!("{rows} in {}", seconds(result.elapsed))];
     match engine {
-        Engine::Local => parts.push("local engine".into()),
+        Engine::Local => {
+            parts.push("local engine".into());
+            if let Some(scan) = &result.local_scan {
+                parts.push(format!(
+                    "read {} of {} files ({} of {})",
+                    scan.files_opened,
+                    scan.files_in_tree,
+                    human_bytes(scan.bytes_scanned),
+                    human_bytes(scan.tree_bytes)
+                ));
+            }
+        }
         Engine::Athena => {
             if let Some(t) = result.engine_time {
                 parts.push(format!("engine {}", seconds(t)));

@@ -18,13 +18,22 @@ pub fn sanitize(text: &str, max: usize) -> String {
     iamtrail_core::alert_text::escape_data(text, max)
 }
 
-fn new_table(headers: &[&str]) -> Table {
+/// A table in the CLI's style, with cyan headers.
+pub fn new_table(headers: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
     table.set_header(headers.iter().map(|h| Cell::new(h).fg(Color::Cyan)));
     table
+}
+
+/// Wraps long cells at `width` columns when the output is not a terminal (a terminal's own
+/// width is used when there is one).
+pub fn fit_width(table: &mut Table, width: u16) {
+    if table.width().is_none() {
+        table.set_width(width);
+    }
 }
 
 fn num(n: u64) -> Cell {

@@ -436,6 +436,8 @@ struct GatewayState {
     faults: Mutex<FaultState>,
     /// Requests by (service, operation).
     counts: Mutex<RequestCounts>,
+    /// Billable usage (crate::usage, for docs/cost.md).
+    usage: crate::usage::Usage,
     lambda: Option<Arc<dyn LambdaHandler>>,
     cloudtrail: Option<Arc<CloudTrailEmulator>>,
     client: reqwest::Client,
@@ -475,6 +477,7 @@ impl Gateway {
             upstream: RwLock::new(config.upstream.map(normalise_upstream)),
             faults: Mutex::new(FaultState::default()),
             counts: Mutex::new(RequestCounts::new()),
+            usage: crate::usage::Usage::default(),
             lambda: config.lambda,
             cloudtrail: config.cloudtrail,
             client,
@@ -586,6 +589,11 @@ impl Gateway {
             .unwrap_or_default()
     }
 
+    /// Billable usage by (service, operation, resource) (crate::usage).
+    pub fn usage(&self) -> &crate::usage::Usage {
+        &self.state.usage
+    }
+
     /// Sets every request counter back to zero.
     pub fn reset_counts(&self) {
         lock(&self.state.counts).clear();
@@ -666,7 +674,10 @@ async fn dispatch(State(state): State<Arc<GatewayState>>, req: Request) -> Respo
     ) {
         let name = function_name(&percent_decode(raw));
         state.record("lambda", "Invoke", false);
-        ("lambda", lambda(handler.clone(), name, req).await)
+        let invoked = Instant::now();
+        let response = lambda(handler.clone(), name.clone(), req).await;
+        state.usage.lambda_invoked(&name, invoked.elapsed());
+        ("lambda", response)
     } else {
         ("proxy", proxy(&state, req).await)
     };
@@ -736,7 +747,7 @@ fn function_name(raw: &str) -> String {
     rest.split(':').next().unwrap_or(rest).to_string()
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -905,6 +916,11 @@ async fn proxy(state: &GatewayState, req: Request) -> Response {
     let request = AwsRequest::new(&method, &uri, &headers, &body);
     let decision = decide(state, &request);
     state.record(&request.service, &request.operation, decision.injected);
+    let counted = (
+        request.service.clone(),
+        request.operation.clone(),
+        body.clone(),
+    );
     if let Some(delay) = decision.delay {
         tokio::time::sleep(delay).await;
     }
@@ -977,6 +993,20 @@ async fn proxy(state: &GatewayState, req: Request) -> Response {
             None => tracing::warn!("gateway: moto's BatchWriteItem answer is not a JSON object"),
         }
     }
+    let (service, operation, sent) = &counted;
+    state
+        .usage
+        .proxied(
+            &state.client,
+            &upstream,
+            service,
+            operation,
+            uri.path(),
+            sent,
+            status.as_u16(),
+            &bytes,
+        )
+        .await;
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;

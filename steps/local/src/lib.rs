@@ -30,6 +30,7 @@
 pub mod cloudtrail;
 pub mod gateway;
 pub mod moto;
+pub mod usage;
 
 pub use cloudtrail::{
     Clock, CloudTrailEmulator, EmulatorOptions, EmulatorResponse, EmulatorStats, LoadError,
@@ -43,6 +44,7 @@ pub use gateway::{
 pub use moto::{
     find_moto_server, free_port, MotoError, MotoOptions, MotoServer, SMALL_S3_PART_SIZE,
 };
+pub use usage::{Consumed, Usage, UsageReport};
 
 /// How to install what the tests need from Python (moto server, cfn-lint, statelint).
 pub const SETUP_VENV_HINT: &str =

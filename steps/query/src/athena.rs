@@ -272,6 +272,7 @@ impl AthenaEngine {
             cost_usd: Some(athena_cost_usd(stats.bytes_scanned.unwrap_or(0))),
             engine_time: stats.engine_time,
             execution_id: Some(id),
+            local_scan: None,
             elapsed: started.elapsed(),
         })
     }

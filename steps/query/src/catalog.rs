@@ -10,13 +10,16 @@
 //! SELECT event_time, event_name FROM iam_events WHERE event_time >= ? AND user_name = ?
 //! ```
 //!
-//! `params` lists the positional `?` parameters in order (`since` first); kinds are `timestamp`
-//! and `string`. A parameter used twice is listed twice (the same name binds both). Other
-//! comment lines in the header are ignored. The name must be the file's stem.
+//! `params` lists the positional `?` parameters in order (`since` first); kinds are `timestamp`,
+//! `string` and `day` (only `from_day` and `to_day`, the UTC dates of `since` and of now, bound
+//! as `YYYYMMDD` for the partition predicate `year * 10000 + month * 100 + day BETWEEN ? AND ?`
+//! that keeps a query to the days of its window). A parameter used twice is listed twice (the
+//! same name binds both). Other comment lines in the header are ignored. The name must be the
+//! file's stem.
 
 use std::path::{Path, PathBuf};
 
-use crate::params::{placeholder_positions, Param, ParamKind};
+use crate::params::{placeholder_positions, Param, ParamKind, FROM_DAY, TO_DAY};
 use crate::{Error, Result};
 
 /// One query of the catalog.
@@ -179,6 +182,9 @@ impl QueryFile {
             if p.name == "since" && p.kind != ParamKind::Timestamp {
                 return Err(err("parameter `since` must be a timestamp".into()));
             }
+            if (p.name == FROM_DAY || p.name == TO_DAY) && p.kind != ParamKind::Day {
+                return Err(err(format!("parameter `{}` must be a day", p.name)));
+            }
         }
         Ok(QueryFile {
             name,
@@ -209,9 +215,16 @@ fn parse_params(value: &str) -> std::result::Result<Vec<Param>, String> {
             let kind = match kind.trim().to_ascii_lowercase().as_str() {
                 "timestamp" => ParamKind::Timestamp,
                 "string" => ParamKind::String,
+                "day" if name == FROM_DAY || name == TO_DAY => ParamKind::Day,
+                "day" => {
+                    return Err(format!(
+                        "parameter {name} has kind day; only {FROM_DAY} (the date of since) and \
+                         {TO_DAY} (the date of now) are days"
+                    ))
+                }
                 other => {
                     return Err(format!(
-                        "parameter {name} has kind {other:?}; kinds are timestamp and string"
+                        "parameter {name} has kind {other:?}; kinds are timestamp, string and day"
                     ))
                 }
             };
@@ -247,6 +260,21 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<QueryFile>> {
         })?;
         queries.push(QueryFile::parse(&path, &text)?);
     }
+    queries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(queries)
+}
+
+include!(concat!(env!("OUT_DIR"), "/embedded_queries.rs"));
+
+/// The queries built into the binary: the repository's `queries/*.sql` at build time, parsed
+/// and checked like [`load_dir`]'s (each named `queries/NAME.sql`), sorted by name. This is
+/// what `iamtrail query` uses unless it is given `--queries DIR`, so an installed binary works
+/// from any directory.
+pub fn embedded() -> Result<Vec<QueryFile>> {
+    let mut queries = EMBEDDED_QUERIES
+        .iter()
+        .map(|(file, text)| QueryFile::parse(&Path::new("queries").join(file), text))
+        .collect::<Result<Vec<_>>>()?;
     queries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(queries)
 }
@@ -364,7 +392,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("kinds are timestamp and string"), "{e}");
+        assert!(e.contains("kinds are timestamp, string and day"), "{e}");
         let e = parse(
             "x",
             "-- name: x\n-- description: d\n-- params: since:timestamp\nSELECT 1 WHERE a = '?'",
@@ -379,6 +407,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("one SELECT"), "{e}");
+    }
+
+    #[test]
+    fn embedded_queries_are_the_repository_files() {
+        let embedded = embedded().expect("every embedded query parses");
+        let on_disk = load_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries"))
+            .expect("the repository's queries parse");
+        assert!(!embedded.is_empty());
+        let names = |qs: &[QueryFile]| {
+            qs.iter()
+                .map(|q| (q.name.clone(), q.sql.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&embedded), names(&on_disk));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod params;
 
 pub use athena::{athena_cost_usd, AthenaEngine, AthenaProgress, PollSchedule};
 pub use catalog::{find, load_dir, QueryFile};
-pub use local::LocalEngine;
+pub use local::{LocalEngine, PARTITION_COLUMNS};
 pub use output::{render_csv, render_json, render_table, OutputFormat};
 pub use params::{Bindings, Param, ParamKind, ParamValue};
 
@@ -131,6 +131,28 @@ impl ColumnType {
     }
 }
 
+/// What the local engine read for one query: the Parquet files its scan opened (those left after
+/// partition pruning) out of the tree's, and DataFusion's `DataSourceExec` metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalScan {
+    /// Parquet files in the registered tree.
+    pub files_in_tree: usize,
+    /// Their total size in bytes.
+    pub tree_bytes: u64,
+    /// Files the scan opened: those whose partition (year, month, day) passed the query's
+    /// partition predicate.
+    pub files_opened: usize,
+    /// Their total size in bytes.
+    pub opened_bytes: u64,
+    /// Bytes read from those files (footers, then the column chunks the query needs):
+    /// DataFusion's `bytes_scanned`.
+    pub bytes_scanned: u64,
+    /// Row groups skipped by their min/max statistics (`row_groups_pruned_statistics`).
+    pub row_groups_pruned: usize,
+    /// Rows the scan produced (its `output_rows`).
+    pub rows_scanned: u64,
+}
+
 /// The rows of a query, every cell as text (`None` for SQL NULL), plus what the engine reported.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueryResult {
@@ -149,6 +171,8 @@ pub struct QueryResult {
     pub engine_time: Option<Duration>,
     /// Athena's query execution id (`None` locally).
     pub execution_id: Option<String>,
+    /// What the local engine read, from DataFusion's plan metrics (`None` on Athena).
+    pub local_scan: Option<LocalScan>,
     /// Wall time from submission to the last row.
     pub elapsed: Duration,
 }
@@ -165,6 +189,7 @@ impl QueryResult {
             cost_usd: None,
             engine_time: None,
             execution_id: None,
+            local_scan: None,
             elapsed: Duration::ZERO,
         }
     }

@@ -1,10 +1,17 @@
 //! The local engine: DataFusion over the exported Parquet tree.
 //!
-//! The export writes `iam-events/year=YYYY/month=M/day=D[/region=R]/events_*.parquet`
-//! (`docs/parquet-schema.md`). [`LocalEngine::new`] registers that tree as the table
-//! `iam_events`, a hive-partitioned listing table with partition columns `year`, `month`,
-//! `day` (Int32) and, when the tree has a `region=` level, `region` (Utf8), exactly the
-//! columns Athena's partition projection exposes. The file schema is read from the files.
+//! The export writes `iam-events/year=YYYY/month=M/day=D[/region=R]/events.parquet`
+//! (`docs/export.md`). [`LocalEngine::new`] registers that tree as the table `iam_events`, a
+//! hive-partitioned listing table with the partition columns `year`, `month` and `day` (Int32),
+//! exactly the columns of the Glue table that Athena queries. A tree split by region has one
+//! more directory level; like Athena, which reads every object under a day's location, the
+//! engine reads the region files of each day and has no `region` column (queries use
+//! `aws_region`). The file schema is read from the files.
+//!
+//! Each query's partition predicate (`year * 10000 + month * 100 + day BETWEEN ? AND ?`) is
+//! applied to the listed files before any is opened, so a window of one day opens one day's
+//! files; [`QueryResult::local_scan`] reports what the scan read (`docs/export.md`, "Partition
+//! pruning").
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,11 +22,18 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::QueryFile;
 use crate::params::{to_dollar_placeholders, Bindings, ParamValue};
-use crate::{ColumnType, Error, QueryResult, Result, TABLE_NAME};
+use crate::{ColumnType, Error, LocalScan, QueryResult, Result, TABLE_NAME};
+
+/// The partition columns of `iam_events`, on both engines (the Glue table's partition keys).
+pub const PARTITION_COLUMNS: [&str; 3] = ["year", "month", "day"];
 
 /// The export's prefix under the bucket.
 pub const EXPORT_PREFIX: &str = "iam-events";
@@ -33,6 +47,7 @@ pub struct LocalEngine {
     table_dir: PathBuf,
     partitioned_by_region: bool,
     files: usize,
+    bytes: u64,
 }
 
 impl std::fmt::Debug for LocalEngine {
@@ -52,6 +67,8 @@ struct Layout {
     without_region: usize,
     /// Files at `year=/month=/day=/region=/*.parquet`.
     with_region: usize,
+    /// The size of all of them, in bytes.
+    bytes: u64,
 }
 
 fn scan_layout(dir: &Path) -> Result<Layout> {
@@ -69,11 +86,13 @@ fn scan_layout(dir: &Path) -> Result<Layout> {
                     walk(&path, depth + 1, layout)?;
                 }
             } else if name.ends_with(".parquet") {
-                match depth {
-                    3 => layout.without_region += 1,
-                    4 => layout.with_region += 1,
-                    _ => {}
-                }
+                let counted = match depth {
+                    3 => &mut layout.without_region,
+                    4 => &mut layout.with_region,
+                    _ => continue,
+                };
+                *counted += 1;
+                layout.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }
         Ok(())
@@ -121,14 +140,12 @@ impl LocalEngine {
                 )))
             }
         };
-        let mut partition_cols = vec![
-            ("year".to_string(), DataType::Int32),
-            ("month".to_string(), DataType::Int32),
-            ("day".to_string(), DataType::Int32),
-        ];
-        if partitioned_by_region {
-            partition_cols.push(("region".to_string(), DataType::Utf8));
-        }
+        // year/month/day only, for both layouts: DataFusion matches the first three directory
+        // levels with them and reads the files below (a region= level included).
+        let partition_cols = PARTITION_COLUMNS
+            .iter()
+            .map(|c| (c.to_string(), DataType::Int32))
+            .collect();
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(partition_cols);
@@ -148,6 +165,7 @@ impl LocalEngine {
             table_dir,
             partitioned_by_region,
             files: layout.without_region + layout.with_region,
+            bytes: layout.bytes,
         })
     }
 
@@ -156,7 +174,7 @@ impl LocalEngine {
         &self.table_dir
     }
 
-    /// Whether the tree has a `region=` level (and the table a `region` column).
+    /// Whether the tree has a `region=` level (the table has the same columns either way).
     pub fn partitioned_by_region(&self) -> bool {
         self.partitioned_by_region
     }
@@ -204,10 +222,23 @@ impl LocalEngine {
             .iter()
             .map(|f| (f.name().clone(), ColumnType::from_arrow(f.data_type())))
             .collect();
-        let batches = df
-            .collect()
+        let task = df.task_ctx();
+        let plan = df
+            .create_physical_plan()
             .await
             .map_err(|e| Error::Local(e.to_string()))?;
+        let batches = datafusion::physical_plan::collect(plan.clone(), Arc::new(task))
+            .await
+            .map_err(|e| Error::Local(e.to_string()))?;
+        let mut scan = LocalScan {
+            files_in_tree: self.files,
+            tree_bytes: self.bytes,
+            ..LocalScan::default()
+        };
+        let mut opened = std::collections::BTreeMap::new();
+        add_scan_metrics(plan.as_ref(), &mut scan, &mut opened);
+        scan.files_opened = opened.len();
+        scan.opened_bytes = opened.values().sum();
         let options = FormatOptions::new()
             .with_timestamp_format(Some(TIMESTAMP_FORMAT))
             .with_datetime_format(Some(TIMESTAMP_FORMAT));
@@ -239,7 +270,40 @@ impl LocalEngine {
             cost_usd: None,
             engine_time: None,
             execution_id: None,
+            local_scan: Some(scan),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// Adds what every Parquet scan of `plan` read to `scan` (its `bytes_scanned`,
+/// `row_groups_pruned_statistics` and `output_rows` metrics) and to `opened` the files it was
+/// given, those left after partition pruning, with their sizes (by path: DataFusion may split a
+/// large file into byte ranges read in parallel).
+fn add_scan_metrics(
+    plan: &dyn ExecutionPlan,
+    scan: &mut LocalScan,
+    opened: &mut std::collections::BTreeMap<String, u64>,
+) {
+    if let Some(source) = plan.downcast_ref::<DataSourceExec>() {
+        if let Some(config) = source.data_source().downcast_ref::<FileScanConfig>() {
+            for file in config.file_groups.iter().flat_map(|g| g.iter()) {
+                opened.insert(file.object_meta.location.to_string(), file.object_meta.size);
+            }
+        }
+        if let Some(metrics) = plan.metrics() {
+            let count = |name: &str| metrics.sum_by_name(name).map(|v| v.as_usize()).unwrap_or(0);
+            scan.bytes_scanned += count("bytes_scanned") as u64;
+            scan.rows_scanned += metrics.output_rows().unwrap_or(0) as u64;
+            if let Some(MetricValue::PruningMetrics {
+                pruning_metrics, ..
+            }) = metrics.sum_by_name("row_groups_pruned_statistics")
+            {
+                scan.row_groups_pruned += pruning_metrics.pruned();
+            }
+        }
+    }
+    for child in plan.children() {
+        add_scan_metrics(child.as_ref(), scan, opened);
     }
 }

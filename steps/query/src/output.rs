@@ -237,6 +237,7 @@ mod tests {
             cost_usd: None,
             engine_time: None,
             execution_id: None,
+            local_scan: None,
             elapsed: Duration::ZERO,
         }
     }

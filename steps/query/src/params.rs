@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use datafusion::scalar::ScalarValue;
 
 use crate::catalog::QueryFile;
@@ -22,6 +22,12 @@ pub enum ParamKind {
     Timestamp,
     /// Text.
     String,
+    /// A UTC date bound as the integer `YYYYMMDD`, compared with the partition columns as
+    /// `year * 10000 + month * 100 + day`. Only `from_day` (the date of `since`) and `to_day`
+    /// (the date of now) exist; both are derived from the window, never given on the command
+    /// line. They are what lets Athena and the local engine skip the days outside the window
+    /// (`docs/export.md`, "Partition pruning").
+    Day,
 }
 
 impl fmt::Display for ParamKind {
@@ -29,6 +35,7 @@ impl fmt::Display for ParamKind {
         f.write_str(match self {
             ParamKind::Timestamp => "timestamp",
             ParamKind::String => "string",
+            ParamKind::Day => "day",
         })
     }
 }
@@ -49,6 +56,18 @@ pub enum ParamValue {
     Timestamp(DateTime<Utc>),
     /// Text, exactly as given.
     String(String),
+    /// A UTC date (kind [`ParamKind::Day`]), bound as the integer `YYYYMMDD`.
+    Day(NaiveDate),
+}
+
+/// The parameter of kind `day` bound to the UTC date of `since`.
+pub const FROM_DAY: &str = "from_day";
+/// The parameter of kind `day` bound to the UTC date of now (the end of the window).
+pub const TO_DAY: &str = "to_day";
+
+/// `YYYYMMDD` of a date: what `year * 10000 + month * 100 + day` gives for its partition.
+pub fn day_number(date: NaiveDate) -> i64 {
+    i64::from(date.year()) * 10_000 + i64::from(date.month()) * 100 + i64::from(date.day())
 }
 
 impl ParamValue {
@@ -60,18 +79,21 @@ impl ParamValue {
                 ScalarValue::TimestampMillisecond(Some(t.timestamp_millis()), None)
             }
             ParamValue::String(s) => ScalarValue::Utf8(Some(s.clone())),
+            ParamValue::Day(d) => ScalarValue::Int64(Some(day_number(*d))),
         }
     }
 
     /// The Athena `ExecutionParameters` entry: a SQL literal. Strings are `'...'` with `'`
     /// doubled (the only character special inside a Trino string literal); timestamps are
-    /// `TIMESTAMP 'YYYY-MM-DD HH:MM:SS.mmm'` (UTC wall time, like `event_time`).
+    /// `TIMESTAMP 'YYYY-MM-DD HH:MM:SS.mmm'` (UTC wall time, like `event_time`); days are the
+    /// integer `YYYYMMDD`.
     pub fn to_athena_literal(&self) -> String {
         match self {
             ParamValue::Timestamp(t) => {
                 format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.3f"))
             }
             ParamValue::String(s) => format!("'{}'", s.replace('\'', "''")),
+            ParamValue::Day(d) => day_number(*d).to_string(),
         }
     }
 
@@ -80,6 +102,7 @@ impl ParamValue {
         match self {
             ParamValue::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
             ParamValue::String(s) => s.clone(),
+            ParamValue::Day(d) => d.format("%Y-%m-%d").to_string(),
         }
     }
 }
@@ -162,6 +185,15 @@ impl Bindings {
             if given.iter().any(|(n, _)| n == name) {
                 return Err(Error::Params(format!("--param {name} is given twice")));
             }
+            if declared
+                .iter()
+                .any(|p| p.name == name && p.kind == ParamKind::Day)
+            {
+                return Err(Error::Params(format!(
+                    "--param {name}: it is derived from the window (the UTC date of since, or \
+                     of now); set the window with --days N or --param since=TIMESTAMP"
+                )));
+            }
             given.push((name.to_string(), value.to_string()));
         }
         let mut named = Vec::new();
@@ -171,6 +203,8 @@ impl Bindings {
                 .find(|(n, _)| *n == p.name)
                 .map(|(_, v)| v.as_str());
             let value = match (p.kind, raw) {
+                // Bound below, from the window.
+                (ParamKind::Day, _) => continue,
                 (ParamKind::Timestamp, Some(raw)) => {
                     if p.name == "since" && days.is_some() {
                         return Err(Error::Params(
@@ -200,6 +234,28 @@ impl Bindings {
                 }
             };
             named.push((p.name.clone(), value));
+        }
+        // The partition window: the UTC dates of `since` and of now.
+        let since = named
+            .iter()
+            .find_map(|(n, v)| match v {
+                ParamValue::Timestamp(t) if n == "since" => Some(*t),
+                _ => None,
+            })
+            .unwrap_or_else(|| now - Duration::days(i64::from(days.unwrap_or(DEFAULT_DAYS))));
+        for p in declared.iter().filter(|p| p.kind == ParamKind::Day) {
+            let date = match p.name.as_str() {
+                FROM_DAY => since.date_naive(),
+                TO_DAY => now.date_naive(),
+                other => {
+                    return Err(Error::Params(format!(
+                        "query {} has a day parameter {other:?}; only {FROM_DAY} and {TO_DAY} \
+                         exist",
+                        query.name
+                    )))
+                }
+            };
+            named.push((p.name.clone(), ParamValue::Day(date)));
         }
         Ok(Bindings::from_named(query, named))
     }
@@ -254,6 +310,8 @@ fn params_listing(query: &QueryFile) -> String {
         .map(|p| {
             if p.name == "since" {
                 format!("since ({}, set by --days)", p.kind)
+            } else if p.kind == ParamKind::Day {
+                format!("{} ({}, from the window)", p.name, p.kind)
             } else {
                 format!("{} ({})", p.name, p.kind)
             }

@@ -14,12 +14,14 @@
 //! the workflow then invokes it again with this output, and the counts add up.
 
 use chrono::{DateTime, Duration, Utc};
+use iamtrail_core::metrics::{alerts_document, AlertsInvocation};
 use iamtrail_core::outbox::AlertRecord;
 use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::backoff::retry_store;
+use crate::metrics::Metrics;
 use crate::ports::{AlertStore, Notification, Notifier, Released, StoreError};
 use crate::steps::stop_time;
 use crate::StepError;
@@ -113,11 +115,14 @@ where
 }
 
 /// Delivers waiting alerts until none is left, the time budget runs out or `ALERTS_PER_RUN`
-/// were taken. `deadline` is the Lambda deadline, if any.
+/// were taken. `deadline` is the Lambda deadline, if any. Writes this invocation's sent and
+/// failed counts, and what is left pending with the oldest one's age, as metrics (also when
+/// delivery is off; docs/metrics.md).
 pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     input: EvaluateAlertsInput,
     store: &A,
     notifier: Option<&N>,
+    metrics: &Metrics,
     settings: &Settings,
     now: DateTime<Utc>,
     deadline: Option<Instant>,
@@ -130,23 +135,35 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     let mut delivery = input.carried();
     delivery.invocations = input.invocations.max(delivery.invocations) + 1;
     delivery.more = false;
+    let stale_before = now - Duration::minutes(CLAIM_LEASE_MINUTES);
     let Some(notifier) = notifier.filter(|_| settings.alerts_enabled) else {
         tracing::info!("alert delivery is off (ALERTS_ENABLED=false or no ALERTS_TOPIC_ARN); alerts stay pending");
         delivery.enabled = false;
         delivery.failed_total = failed_total(store).await;
+        // What waits is still measured, so that the pending-age alarm sees it.
+        match store.deliverable(usize::MAX, stale_before).await {
+            Ok(waiting) => emit_metrics(metrics, &waiting, &[], Outcomes::default(), clock()),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the waiting alerts for the metrics")
+            }
+        }
         return Ok(delivery);
     };
     delivery.enabled = true;
-    let stale_before = now - Duration::minutes(CLAIM_LEASE_MINUTES);
-    // One more than the limit, to know whether alerts are left beyond it.
+    // Every waiting alert (the store reads them all to order them): the first `limit` are
+    // delivered, and the rest are measured for the pending metrics.
     let limit = settings.alerts_per_run;
     let mut alerts: Vec<AlertRecord> = retried("reading the waiting alerts", || {
-        store.deliverable(limit + 1, stale_before)
+        store.deliverable(usize::MAX, stale_before)
     })
     .await?;
-    let beyond_limit = alerts.len() > limit;
-    alerts.truncate(limit);
+    let beyond = alerts.split_off(limit.min(alerts.len()));
+    let beyond_limit = !beyond.is_empty();
     delivery.pending += alerts.len();
+    // The alerts this invocation settled (sent, failed for good, or claimed by another
+    // delivery): every other one read is still waiting.
+    let mut settled = vec![false; alerts.len()];
+    let before = Outcomes::of(&delivery);
     let mut failures_in_a_row = 0;
     let mut failed_here = 0;
     let mut left = 0;
@@ -169,6 +186,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
         .await?;
         if !claimed {
             delivery.skipped += 1;
+            settled[i] = true;
             continue;
         }
         let notification = Notification {
@@ -185,6 +203,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
                 .await?;
                 tracing::info!(event_id = %alert.event_id, rule = %alert.rule_id, severity = %alert.severity, %message_id, "alert sent");
                 delivery.sent += 1;
+                settled[i] = true;
             }
             Err(e) => {
                 failures_in_a_row += 1;
@@ -201,6 +220,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
                     }
                     Released::Failed => {
                         delivery.failed_for_good += 1;
+                        settled[i] = true;
                         tracing::error!(event_id = %alert.event_id, rule = %alert.rule_id, max_attempts = settings.alert_max_attempts, error = %e, "alert publish failed for the last time; the alert is now failed");
                     }
                 }
@@ -216,7 +236,71 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     // so that a failing channel does not spend every alert's attempts within one execution.
     delivery.more = (left > 0 || beyond_limit) && failed_here == 0;
     delivery.failed_total = failed_total(store).await;
+    let waiting: Vec<AlertRecord> = alerts
+        .into_iter()
+        .zip(settled)
+        .filter(|(_, settled)| !settled)
+        .map(|(alert, _)| alert)
+        .collect();
+    let here = Outcomes::of(&delivery).since(&before);
+    emit_metrics(metrics, &waiting, &beyond, here, clock());
     Ok(delivery)
+}
+
+/// Counts of one invocation (the delivery's counts are totals over the run).
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcomes {
+    sent: usize,
+    failed: usize,
+    failed_for_good: usize,
+}
+
+impl Outcomes {
+    fn of(d: &AlertDelivery) -> Self {
+        Outcomes {
+            sent: d.sent,
+            failed: d.failed,
+            failed_for_good: d.failed_for_good,
+        }
+    }
+
+    fn since(self, before: &Outcomes) -> Self {
+        Outcomes {
+            sent: self.sent - before.sent,
+            failed: self.failed - before.failed,
+            failed_for_good: self.failed_for_good - before.failed_for_good,
+        }
+    }
+}
+
+/// Writes the invocation's metrics: what it did, and the alerts still waiting (those it read
+/// and did not settle, and those beyond `ALERTS_PER_RUN`) with the oldest one's age.
+fn emit_metrics(
+    metrics: &Metrics,
+    waiting: &[AlertRecord],
+    beyond: &[AlertRecord],
+    here: Outcomes,
+    now: DateTime<Utc>,
+) {
+    let oldest = waiting
+        .iter()
+        .chain(beyond)
+        .filter_map(|a| match DateTime::parse_from_rfc3339(&a.created_at) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(e) => {
+                tracing::warn!(event_id = %a.event_id, created_at = %a.created_at, error = %e, "an alert's created_at is not a time; left out of the pending age");
+                None
+            }
+        })
+        .min();
+    let run = AlertsInvocation {
+        sent: here.sent as u64,
+        failed: here.failed as u64,
+        failed_for_good: here.failed_for_good as u64,
+        pending: (waiting.len() + beyond.len()) as u64,
+        oldest_pending: oldest,
+    };
+    metrics.emit(&[alerts_document(&run, now)]);
 }
 
 /// The `failed` alerts, counted for the operator (a failure to count is logged, not fatal).

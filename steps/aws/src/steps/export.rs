@@ -23,10 +23,12 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use iamtrail_core::export::{date_prefix, key_region, object_key};
+use iamtrail_core::metrics::export_document;
 use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::metrics::Metrics;
 use crate::ports::{ControlStore, EventReader, ObjectStore, StoreError};
 use crate::steps::stop_time;
 use crate::StepError;
@@ -140,12 +142,17 @@ enum DateOutcome {
 }
 
 /// Exports the input's dates, oldest first, until they are done or the time budget
-/// (`EXPORT_TIME_BUDGET_SECONDS`, within the Lambda `deadline`) runs out.
+/// (`EXPORT_TIME_BUDGET_SECONDS`, within the Lambda `deadline`) runs out. Writes the rows and
+/// files of this invocation as metrics (docs/metrics.md).
+// Three ports, the metrics sink, the settings and the invocation's clock and deadline: each is
+// a separate dependency the tests swap, as with the other steps.
+#[allow(clippy::too_many_arguments)]
 pub async fn export<R, O, C>(
     input: ExportInput,
     reader: &R,
     objects: &O,
     control: &C,
+    metrics: &Metrics,
     settings: &Settings,
     now: DateTime<Utc>,
     deadline: Option<Instant>,
@@ -171,6 +178,8 @@ where
     out.invocations = input.invocations.max(out.invocations) + 1;
     out.more = false;
     out.export_dates.clear();
+    // The output carries totals over the loop: the metrics are this invocation's share.
+    let (rows_before, files_before) = (out.rows, out.files);
     dates.sort();
     dates.dedup();
     let mut remaining = std::collections::VecDeque::from(dates);
@@ -231,6 +240,11 @@ where
     }
     out.export_dates = remaining.into_iter().collect();
     out.more = !out.export_dates.is_empty();
+    metrics.emit(&[export_document(
+        out.rows - rows_before,
+        out.files - files_before,
+        now,
+    )]);
     Ok(out)
 }
 

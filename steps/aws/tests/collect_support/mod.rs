@@ -167,7 +167,15 @@ where
     A: AlertStore,
     O: ObjectStore,
 {
-    collect(item, deps, deadline(budget), now).await.unwrap()
+    collect(
+        item,
+        deps,
+        &iamtrail_aws::metrics::Metrics::discard(),
+        deadline(budget),
+        now,
+    )
+    .await
+    .unwrap()
 }
 
 /// Plays the workflow's loop: invokes Collect while it answers `more: true`. Returns the last

@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 use iamtrail_aws::memory::*;
-use iamtrail_aws::steps::aggregate::aggregate;
+use iamtrail_aws::steps::aggregate::finish_run;
 use iamtrail_aws::steps::collect::{collect, CollectDeps};
 use iamtrail_aws::steps::evaluate_alerts::{evaluate_alerts, AlertDelivery, EvaluateAlertsInput};
 use iamtrail_aws::steps::export::{export, ExportInput, ExportOutput};
@@ -121,7 +121,13 @@ async fn collect_region(sys: &System, mut item: WorkItem, now: DateTime<Utc>) ->
     for _ in 0..1000 {
         let result = invoke(
             COLLECT_TIMEOUT,
-            collect(item.clone(), &deps, deadline(COLLECT_TIMEOUT), now),
+            collect(
+                item.clone(),
+                &deps,
+                &iamtrail_aws::metrics::Metrics::discard(),
+                deadline(COLLECT_TIMEOUT),
+                now,
+            ),
         )
         .await;
         match result {
@@ -169,16 +175,19 @@ pub async fn execute(sys: &System, name: &str, input: Value, now: DateTime<Utc>)
                 .map(|item| collect_region(sys, item.clone(), now)),
         )
         .await;
+        let metrics = iamtrail_aws::metrics::Metrics::discard();
         let summary = with_aws_retry(SHORT_TIMEOUT, || {
-            aggregate(
+            finish_run(
                 AggregateInput {
                     run_id: listed.run_id.clone(),
                     mode: listed.mode,
                     execution: Some(name.to_string()),
                     results: results.clone(),
+                    collected: Vec::new(),
                     enabled_regions: listed.enabled_regions.clone(),
                 },
                 &sys.control,
+                &metrics,
                 &sys.settings,
                 now,
             )
@@ -205,6 +214,7 @@ pub async fn execute(sys: &System, name: &str, input: Value, now: DateTime<Utc>)
                     input,
                     &sys.alerts,
                     Some(&sys.notifier),
+                    &iamtrail_aws::metrics::Metrics::discard(),
                     &sys.settings,
                     now,
                     Some(tokio::time::Instant::now() + ALERTS_TIMEOUT),
@@ -245,6 +255,7 @@ pub async fn execute(sys: &System, name: &str, input: Value, now: DateTime<Utc>)
                     &sys.events,
                     &sys.objects,
                     &sys.control,
+                    &iamtrail_aws::metrics::Metrics::discard(),
                     &sys.settings,
                     now,
                     Some(tokio::time::Instant::now() + COLLECT_TIMEOUT),

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -275,28 +275,22 @@ fn batch(events: &[Event]) -> RecordBatch {
 }
 
 /// Writes `events` as the export does: one snappy Parquet file per day (and per region when
-/// `by_region`) under `root/iam-events/year=YYYY/month=M/day=D[/region=R]/`.
+/// `by_region`) at the export's key, `root/iam-events/year=YYYY/month=M/day=D[/region=R]/events.parquet`
+/// (`iamtrail_core::export::object_key`).
 pub fn write_tree(root: &Path, events: &[Event], by_region: bool) {
     let mut groups: Vec<(String, Vec<Event>)> = Vec::new();
     for e in events {
-        let mut dir = format!(
-            "iam-events/year={}/month={}/day={}",
-            e.time.year(),
-            e.time.month(),
-            e.time.day()
-        );
-        if by_region {
-            dir.push_str(&format!("/region={}", e.region));
-        }
-        match groups.iter_mut().find(|(d, _)| *d == dir) {
+        let key =
+            iamtrail_core::export::object_key(e.time.date_naive(), by_region.then_some(e.region));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, list)) => list.push(e.clone()),
-            None => groups.push((dir, vec![e.clone()])),
+            None => groups.push((key, vec![e.clone()])),
         }
     }
-    for (dir, list) in groups {
-        let dir = root.join(dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = File::create(dir.join("events_20240101_000000.parquet")).unwrap();
+    for (key, list) in groups {
+        let path = root.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = File::create(&path).unwrap();
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
@@ -304,4 +298,26 @@ pub fn write_tree(root: &Path, events: &[Event], by_region: bool) {
         writer.write(&batch(&list)).unwrap();
         writer.close().unwrap();
     }
+}
+
+/// The fixture's ten recent events (every kind the 15 queries look for: IAM changes, failed and
+/// root console sign-ins, a denied AssumeRole, IAM Identity Center changes) copied onto each of
+/// `days`, at the same time of day.
+pub fn every_day(days: &[chrono::NaiveDate]) -> Vec<Event> {
+    let template: Vec<Event> = events(Utc::now())
+        .into_iter()
+        .filter(|e| e.id != "old")
+        .collect();
+    let mut out = Vec::new();
+    for day in days {
+        let midnight = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+        for e in &template {
+            let time_of_day = e.time - e.time.duration_trunc(Duration::days(1)).unwrap();
+            out.push(Event {
+                time: midnight + time_of_day,
+                ..e.clone()
+            });
+        }
+    }
+    out
 }

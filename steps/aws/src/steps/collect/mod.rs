@@ -15,16 +15,19 @@ mod lookup;
 mod slicing;
 mod store;
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use iamtrail_core::contract::{Mode, SourceProgress, WorkItem};
+use iamtrail_core::contract::{Counts, Mode, SourceProgress, WorkItem};
+use iamtrail_core::metrics::collect_documents;
 use iamtrail_core::source::checkpoint_key;
 use iamtrail_core::{Settings, Source};
 use tokio::time::Instant;
 
 use crate::limiter::RateLimiter;
+use crate::metrics::Metrics;
 use crate::ports::{
     AlertStore, ControlStore, EventSource, EventStore, LeaseOutcome, ObjectStore, StoreError,
 };
@@ -45,10 +48,12 @@ pub struct CollectDeps<'a, S, E, C, A, O> {
 
 /// Runs Collect for one work item until every source is done, the time budget nears its end,
 /// or the region's lease cannot be had. `deadline` is when the invocation must have answered
-/// (on tokio's clock, which is the system clock outside tests).
+/// (on tokio's clock, which is the system clock outside tests). Writes one metrics line per
+/// source with this invocation's counts (docs/metrics.md).
 pub async fn collect<S, E, C, A, O>(
     mut item: WorkItem,
     deps: &CollectDeps<'_, S, E, C, A, O>,
+    metrics: &Metrics,
     deadline: std::time::Instant,
     now: DateTime<Utc>,
 ) -> Result<WorkItem, StepError>
@@ -69,6 +74,9 @@ where
     for source in &item.sources {
         item.progress.entry(*source).or_default();
     }
+    // The item carries its counts over the loop: the metrics are this invocation's share.
+    let counts_before: BTreeMap<Source, Counts> =
+        item.progress.iter().map(|(s, p)| (*s, p.counts)).collect();
     if item.progress.values().any(|p| !p.done) {
         let run = Invocation::new(&item, deps, deadline, now);
         match run.lease.take(deps.control, &run.budget).await {
@@ -89,6 +97,13 @@ where
         }
     }
     apply_cap(&mut item, deps.settings.max_collect_invocations);
+    metrics.emit(&collect_documents(
+        &item.region,
+        &counts_before,
+        &item.progress,
+        now,
+        deps.settings.detailed_metrics,
+    ));
     Ok(item)
 }
 
