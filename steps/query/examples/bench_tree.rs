@@ -1,5 +1,5 @@
 //! Writes a synthetic export tree for the query benchmark (`scripts/bench-queries.py`,
-//! `docs/export.md`, "Local query speed"): ROWS events spread evenly over DAYS days ending
+//! `queries/README.md`, "Local query speed"): ROWS events spread evenly over DAYS days ending
 //! yesterday (UTC), written by the export's own Parquet writer (`iamtrail-parquet`, snappy) at
 //! the export's keys (`iam-events/year=YYYY/month=M/day=D/events.parquet`). Not a test.
 //!
