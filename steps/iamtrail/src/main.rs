@@ -406,9 +406,27 @@ async fn run() -> Result<()> {
             println!("\nTry: AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws --region us-east-1 --endpoint-url {} stepfunctions start-execution --state-machine-arn {machine} --name run-1 --input '{{}}'", stack.gateway.endpoint());
             println!("Or drive it as a deployed stack with this CLI: AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing iamtrail --stack {} status", stack.gateway.endpoint(), cli.stack);
             println!("Press Ctrl-C to stop.");
-            tokio::signal::ctrl_c().await?;
+            shutdown_signal().await?;
             stack.stop().await;
             Ok(())
         }
+    }
+}
+
+/// Waits for Ctrl-C, or for SIGTERM (what `kill`, `timeout` and service managers send), so that
+/// `local serve` stops its moto server and gateway either way instead of leaving them behind.
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
     }
 }
