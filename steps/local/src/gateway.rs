@@ -53,6 +53,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -672,7 +673,7 @@ async fn dispatch(State(state): State<Arc<GatewayState>>, req: Request) -> Respo
         state.lambda.as_ref(),
         method == Method::POST,
     ) {
-        let name = function_name(&percent_decode(raw));
+        let name = function_name(&percent_decode_str(raw).decode_utf8_lossy());
         state.record("lambda", "Invoke", false);
         let invoked = Instant::now();
         let response = lambda(handler.clone(), name.clone(), req).await;
@@ -745,27 +746,6 @@ fn function_name(raw: &str) -> String {
         None => raw,
     };
     rest.split(':').next().unwrap_or(rest).to_string()
-}
-
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn lambda_json(status: StatusCode, body: Vec<u8>, function_error: bool) -> Response {
@@ -1043,7 +1023,7 @@ impl<'a> AwsRequest<'a> {
         let path = uri.path().trim_start_matches('/');
         let s3_key = path
             .split_once('/')
-            .map(|(_, key)| percent_decode(key))
+            .map(|(_, key)| percent_decode_str(key).decode_utf8_lossy().into_owned())
             .unwrap_or_default();
         let is_form = headers
             .get(header::CONTENT_TYPE)
@@ -1082,7 +1062,11 @@ fn form_pairs(text: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let decode = |s: &str| percent_decode(&s.replace('+', " "));
+            let decode = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (decode(k), decode(v))
         })
         .collect()

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::gateway::percent_decode;
+use percent_encoding::percent_decode_str;
 
 /// What one (service, operation, resource) consumed. The resource is the DynamoDB table, the
 /// S3 bucket, the SNS topic or the Lambda function, empty when there is none.
@@ -203,7 +203,11 @@ fn payload_len(body: &[u8]) -> u64 {
 fn form(text: &str, name: &str) -> Option<String> {
     text.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| percent_decode(&v.replace('+', " ")))
+        (k == name).then(|| {
+            percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
     })
 }
 

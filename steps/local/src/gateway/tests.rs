@@ -398,7 +398,6 @@ fn function_names() {
         "iamtrail-collect"
     );
     assert_eq!(function_name("123456789012:function:x"), "x");
-    assert_eq!(percent_decode("arn%3Aaws%3a%zz%"), "arn:aws:%zz%");
 }
 
 // ---- Fault injection and counters ----------------------------------------------------------

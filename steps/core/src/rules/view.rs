@@ -1,0 +1,142 @@
+//! What a rule's check reads and returns: the event with its JSON fields parsed once
+//! ([`View`]), and what a check found ([`Hit`]).
+
+use serde_json::Value;
+
+use super::fields::{get_ci, scalar};
+use crate::normalize::NormalizedEvent;
+
+/// An event with its JSON fields parsed once.
+pub(crate) struct View<'a> {
+    pub(crate) e: &'a NormalizedEvent,
+    pub(crate) req: Value,
+    pub(crate) resp: Value,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(e: &'a NormalizedEvent) -> View<'a> {
+        View {
+            e,
+            req: parse(&e.request_parameters),
+            resp: parse(&e.response_elements),
+        }
+    }
+
+    /// The event is one of `names` from `source`.
+    pub(crate) fn is(&self, source: &str, names: &[&str]) -> bool {
+        self.e.event_source == source && names.contains(&self.e.event_name.as_str())
+    }
+
+    /// The event is one of `names` from `source` and succeeded.
+    pub(crate) fn succeeded(&self, source: &str, names: &[&str]) -> bool {
+        self.is(source, names) && !self.failed()
+    }
+
+    /// The call carries a non-blank `errorCode`.
+    pub(crate) fn failed(&self) -> bool {
+        self.e
+            .error_code
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty())
+    }
+
+    /// `userIdentity.type` is `Root`.
+    pub(crate) fn is_root(&self) -> bool {
+        self.e
+            .user_identity_type
+            .as_deref()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("Root"))
+    }
+
+    /// The event's account: the recipient account, else the caller's.
+    pub(crate) fn account(&self) -> Option<&str> {
+        [&self.e.recipient_account_id, &self.e.account_id]
+            .into_iter()
+            .flatten()
+            .map(|s| s.trim())
+            .find(|s| !s.is_empty())
+    }
+
+    /// Who made the call, for summaries.
+    pub(crate) fn actor(&self) -> &str {
+        &self.e.user_name
+    }
+
+    /// A request parameter as text.
+    pub(crate) fn req_str(&self, key: &str) -> Option<String> {
+        get_ci(&self.req, key).and_then(scalar)
+    }
+
+    /// A request parameter as JSON.
+    pub(crate) fn req_value(&self, key: &str) -> Option<&Value> {
+        get_ci(&self.req, key)
+    }
+
+    /// A response element, by path, as text.
+    pub(crate) fn resp_path(&self, path: &[&str]) -> Option<String> {
+        let mut v = &self.resp;
+        for key in path {
+            v = get_ci(v, key)?;
+        }
+        scalar(v)
+    }
+
+    /// The first of `fields` the event carries.
+    pub(crate) fn first(&self, fields: &[Field]) -> Option<String> {
+        fields.iter().find_map(|f| self.field(*f))
+    }
+
+    /// One field of the request or the response.
+    pub(crate) fn field(&self, field: Field) -> Option<String> {
+        match field {
+            Field::Req(key) => self.req_str(key),
+            Field::Resp(path) => self.resp_path(path),
+        }
+    }
+}
+
+fn parse(text: &Option<String>) -> Value {
+    text.as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// A field of an event that a rule names as data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `requestParameters.<key>` (key compared ignoring ASCII case when not found exactly).
+    Req(&'static str),
+    /// `responseElements.<path...>`.
+    Resp(&'static [&'static str]),
+}
+
+/// What a check found: the specialised title (if any), the summary and the context.
+pub(crate) struct Hit {
+    pub(crate) title: Option<String>,
+    pub(crate) summary: String,
+    pub(crate) context: Vec<(String, String)>,
+}
+
+impl Hit {
+    pub(crate) fn new(summary: String) -> Hit {
+        Hit {
+            title: None,
+            summary,
+            context: Vec::new(),
+        }
+    }
+
+    /// A specialised title (instead of the rule's).
+    pub(crate) fn title(mut self, title: impl Into<String>) -> Hit {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Adds `label: value` when there is a non-blank value.
+    pub(crate) fn with(mut self, label: &str, value: Option<impl Into<String>>) -> Hit {
+        if let Some(v) = value.map(Into::into).filter(|v| !v.trim().is_empty()) {
+            self.context.push((label.to_string(), v));
+        }
+        self
+    }
+}
