@@ -27,6 +27,7 @@
 
 mod event_rule;
 mod fields;
+pub mod history;
 mod iam_policies;
 mod iam_users;
 pub mod policy;
@@ -41,6 +42,7 @@ use std::ops::Deref;
 use serde::{Deserialize, Serialize};
 
 pub use event_rule::{EventCase, EventRule};
+pub use history::{History, Reads};
 pub use policy::{
     admin_policy_name, dangerous_grants, policy_document, trust_findings, TrustFindings,
     ADMIN_POLICY_NAMES,
@@ -131,6 +133,9 @@ enum Logic {
     Check(fn(&View) -> Option<Hit>),
     /// Event calls named as data.
     Events(&'static EventRule),
+    /// A check that also reads stored events (`history`): the calls that trigger it, the
+    /// calls it reads.
+    Known(&'static Reads, fn(&View, &History) -> Option<Hit>),
 }
 
 /// One rule firing on one event.
@@ -175,9 +180,24 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.id == id)
 }
 
-/// Every rule that matches the event, in rule order. Each match carries the event's account
-/// (when known) as its last context entry.
+/// What the history rules read, for [`history::needs`].
+fn history_reads() -> impl Iterator<Item = &'static Reads> {
+    RULES.iter().filter_map(|r| match &r.logic {
+        Logic::Known(reads, _) => Some(*reads),
+        _ => None,
+    })
+}
+
+/// Every rule that matches the event, in rule order, knowing no stored events (history rules
+/// decide from the event alone). Each match carries the event's account (when known) as its
+/// last context entry.
 pub fn evaluate(event: &NormalizedEvent) -> Vec<AlertMatch> {
+    evaluate_with(event, &History::new())
+}
+
+/// Every rule that matches the event, in rule order, history rules reading `history` (load
+/// what [`history::needs`] names, see docs/alerts.md "Rules that read history").
+pub fn evaluate_with(event: &NormalizedEvent, history: &History) -> Vec<AlertMatch> {
     let view = View::new(event);
     RULES
         .iter()
@@ -185,6 +205,13 @@ pub fn evaluate(event: &NormalizedEvent) -> Vec<AlertMatch> {
             let hit = match &rule.logic {
                 Logic::Check(check) => check(&view),
                 Logic::Events(events) => events.check(&view),
+                Logic::Known(reads, check) => {
+                    if reads.triggers.contains(&event.event_name.as_str()) {
+                        check(&view, history)
+                    } else {
+                        None
+                    }
+                }
             }?;
             Some(alert_match(&rule.info, hit, &view))
         })
@@ -203,7 +230,7 @@ fn alert_match(info: &RuleInfo, hit: Hit, view: &View) -> AlertMatch {
     AlertMatch {
         rule_id: info.id,
         title: hit.title.unwrap_or_else(|| info.title.to_string()),
-        severity: info.severity,
+        severity: hit.severity.unwrap_or(info.severity),
         summary: hit.summary,
         context,
     }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::fields::{get_ci, scalar};
+use super::Severity;
 use crate::normalize::NormalizedEvent;
 
 /// An event with its JSON fields parsed once.
@@ -113,6 +114,8 @@ pub enum Field {
 /// What a check found: the specialised title (if any), the summary and the context.
 pub(crate) struct Hit {
     pub(crate) title: Option<String>,
+    /// A severity instead of the rule's (e.g. raised by what the call did).
+    pub(crate) severity: Option<Severity>,
     pub(crate) summary: String,
     pub(crate) context: Vec<(String, String)>,
 }
@@ -121,6 +124,7 @@ impl Hit {
     pub(crate) fn new(summary: String) -> Hit {
         Hit {
             title: None,
+            severity: None,
             summary,
             context: Vec::new(),
         }
@@ -129,6 +133,12 @@ impl Hit {
     /// A specialised title (instead of the rule's).
     pub(crate) fn title(mut self, title: impl Into<String>) -> Hit {
         self.title = Some(title.into());
+        self
+    }
+
+    /// A severity instead of the rule's.
+    pub(crate) fn severity(mut self, severity: Severity) -> Hit {
+        self.severity = Some(severity);
         self
     }
 
