@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::normalize::NormalizedEvent;
 use crate::record::parse_time;
-use crate::rules::{AlertMatch, Severity};
+use crate::rules::{source_label, AlertMatch, Severity};
 
 /// SNS subjects must be "less than 100 characters long", with no line breaks or control
 /// characters.
@@ -137,13 +137,37 @@ fn action_required(severity: Severity) -> &'static str {
     }
 }
 
-fn detail(out: &mut String, key: &str, value: &str) {
-    let _ = writeln!(
-        out,
-        "- {}: {}",
-        escape_data(key, 60),
-        escape_data(value, MAX_VALUE_CHARS)
-    );
+/// The `- Key: value` lines of the details, each written once: a rule's context entry that
+/// repeats a line already shown (same key, same value) is not written again.
+#[derive(Default)]
+struct Details {
+    out: String,
+    shown: Vec<(String, String)>,
+}
+
+impl Details {
+    fn line(&mut self, key: &str, value: &str) {
+        if self.shown.iter().any(|(k, v)| k == key && v == value) {
+            return;
+        }
+        self.shown.push((key.to_string(), value.to_string()));
+        let _ = writeln!(
+            self.out,
+            "- {}: {}",
+            escape_data(key, 60),
+            escape_data(value, MAX_VALUE_CHARS)
+        );
+    }
+}
+
+/// The `sourceIPAddress` line: `Source IP` for an address, `Source` for an AWS service that
+/// called on the caller's behalf (`cloudformation.amazonaws.com`, `AWS Internal`), which is no
+/// IP.
+fn source_line(source_ip: Option<&str>) -> (&'static str, &str) {
+    match source_ip.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => (source_label(s), s),
+        None => ("Source IP", "unknown"),
+    }
 }
 
 /// The plain-text body, in the original script's layout (docs/alerts.md, "The email"):
@@ -166,6 +190,9 @@ fn detail(out: &mut String, key: &str, value: &str) {
 ///
 /// Action Required: Review this activity immediately in CloudTrail.
 /// ```
+///
+/// `Source IP` reads `Source` when `sourceIPAddress` names an AWS service rather than an
+/// address, and a detail already shown (same key and value) is not repeated.
 pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -181,16 +208,14 @@ pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
     let _ = writeln!(out, "{}", escape_data(&m.summary, MAX_SUMMARY_CHARS));
     out.push('\n');
     out.push_str("Event Details:\n");
-    detail(&mut out, "Event Name", &e.event_name);
-    detail(&mut out, "User", &e.user_name);
-    detail(
-        &mut out,
-        "Source IP",
-        e.source_ip.as_deref().unwrap_or("unknown"),
-    );
-    detail(&mut out, "Event ID", &e.event_id);
+    let mut details = Details::default();
+    details.line("Event Name", &e.event_name);
+    details.line("User", &e.user_name);
+    let (source_key, source) = source_line(e.source_ip.as_deref());
+    details.line(source_key, source);
+    details.line("Event ID", &e.event_id);
     for (key, value) in &m.context {
-        detail(&mut out, key, value);
+        details.line(key, value);
     }
     let optional = [
         ("User ARN", &e.user_arn),
@@ -200,9 +225,10 @@ pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
     ];
     for (key, value) in optional {
         if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
-            detail(&mut out, key, v);
+            details.line(key, v);
         }
     }
+    out.push_str(&details.out);
     out.push('\n');
     let _ = write!(out, "Action Required: {}", action_required(m.severity));
     out
@@ -265,6 +291,68 @@ mod tests {
         assert!(s.ends_with('…'));
         let wide = "é".repeat(150);
         assert_eq!(subject_line(&wide).chars().count(), MAX_SUBJECT_CHARS);
+    }
+
+    fn alert(context: &[(&str, &str)]) -> AlertMatch {
+        AlertMatch {
+            rule_id: "root-activity",
+            title: "Root Account Activity: CreateUser".into(),
+            severity: Severity::Critical,
+            summary: "Root account called CreateUser".into(),
+            context: context
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn event(source_ip: Option<&str>) -> NormalizedEvent {
+        NormalizedEvent {
+            event_id: "e-1".into(),
+            event_time: "2025-08-10T08:07:49Z".into(),
+            event_name: "CreateUser".into(),
+            user_name: "root".into(),
+            aws_region: "us-east-1".into(),
+            source_ip: source_ip.map(String::from),
+            user_agent: Some("cloudformation.amazonaws.com".into()),
+            ..NormalizedEvent::default()
+        }
+    }
+
+    #[test]
+    fn a_service_in_source_ip_is_not_called_an_ip() {
+        let m = alert(&[]);
+        for service in [
+            "cloudformation.amazonaws.com",
+            "sso.amazonaws.com",
+            "AWS Internal",
+        ] {
+            let b = body(&m, &event(Some(service)));
+            assert!(b.contains(&format!("\n- Source: {service}\n")), "{b}");
+            assert!(!b.contains("Source IP"), "{b}");
+        }
+        for ip in ["192.0.2.1", "2001:db8::1", "::ffff:198.51.100.7"] {
+            let b = body(&m, &event(Some(ip)));
+            assert!(b.contains(&format!("\n- Source IP: {ip}\n")), "{b}");
+        }
+        let b = body(&m, &event(None));
+        assert!(b.contains("\n- Source IP: unknown\n"), "{b}");
+    }
+
+    #[test]
+    fn a_detail_already_shown_is_not_repeated() {
+        let m = alert(&[
+            ("Source IP", "192.0.2.1"),
+            ("User Agent", "cloudformation.amazonaws.com"),
+            ("Invoked By", "cloudformation.amazonaws.com"),
+            ("User", "someone-else"),
+        ]);
+        let b = body(&m, &event(Some("192.0.2.1")));
+        assert_eq!(b.matches("- Source IP: 192.0.2.1\n").count(), 1, "{b}");
+        assert_eq!(b.matches("- User Agent: ").count(), 1, "{b}");
+        // Same key, another value: both shown.
+        assert!(b.contains("- User: root\n") && b.contains("- User: someone-else\n"));
+        assert!(b.contains("- Invoked By: cloudformation.amazonaws.com\n"));
     }
 
     #[test]

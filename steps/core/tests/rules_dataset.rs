@@ -1,12 +1,12 @@
 //! The alert rules over every record of the bundled invictus-aws-2023 dataset (real CloudTrail
 //! logs of a Stratus Red Team attack simulation; see datasets/invictus-aws-2023/LICENSE).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use iamtrail_core::normalize::{normalize, NormalizeOptions, NormalizedEvent};
 use iamtrail_core::record::read_log_dir;
-use iamtrail_core::rules::{evaluate, AlertMatch};
+use iamtrail_core::rules::{evaluate, evaluate_with, AlertMatch, History, Severity};
 
 fn dataset() -> BTreeMap<String, NormalizedEvent> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -156,14 +156,13 @@ fn same_account_and_service_trusts_do_not_alert() {
 fn looks_dangerous_but_is_no_rule() {
     let events = dataset();
     for (id, what) in [
-        ("1170c908-ce8d-4c6f-bc65-cf43aae5235b", "CreateLoginProfile"),
-        ("f0d7bb15-75c8-4770-a500-92d1f71b948c", "CreateLoginProfile"),
         ("6c1eed73-00ee-4810-8009-c9ce5990c100", "PutRolePolicy"), // ec2:Describe*
         ("671c39f7-9e56-4acf-a92a-ea4a77f2f76a", "PutRolePolicy"), // logs:*
         ("19373fa4-d15d-4c49-9e19-f19faa16e2ca", "CreatePolicy"),  // ec2:DescribeInstances
         ("edc26fa8-655a-4346-9e18-f79b0d9e25de", "AttachRolePolicy"), // AmazonSSMManagedInstanceCore
         ("1c2e56c5-73a3-47fc-b8c1-cb4656fb94d5", "AttachRolePolicy"), // customer policy
-        ("70e5932e-9022-4b38-837e-ca10dad94eb7", "ConsoleLogin"),     // IAM user, no MFA
+        ("8feee4c2-5e27-4857-8475-bfa7e7b6d791", "ConsoleLogin"),     // IAM user, with MFA
+        ("74b4a7d6-764d-4ec8-bbd4-91e7a84e6780", "CheckMfa"),         // IAM user's MFA check
         (
             "7ab75daa-659a-45e4-b43b-ea90a9cf2f6a",
             "GetAccountAuthorizationDetails",
@@ -197,6 +196,16 @@ fn alert_snapshot() {
             "user-creation",
             "66d008e1-12cf-4a45-99e7-0be67fc70d71",
             "bert-jan",
+        ),
+        (
+            "login-profile",
+            "1170c908-ce8d-4c6f-bc65-cf43aae5235b",
+            "bert-jan",
+        ),
+        (
+            "console-login-without-mfa",
+            "70e5932e-9022-4b38-837e-ca10dad94eb7",
+            "stratus-red-team-nmfalu-gfjyeaypjt",
         ),
         (
             "admin-policy-attachment",
@@ -238,6 +247,119 @@ fn alert_snapshot() {
             "564ee71e-5934-49b7-8a5f-d6f4d9248018",
             "bert-jan",
         ),
+        (
+            "login-profile",
+            "f0d7bb15-75c8-4770-a500-92d1f71b948c",
+            "bert-jan",
+        ),
     ];
     assert_eq!(fired, expected);
+}
+
+/// The rules added beyond the original script's checks, over the whole dataset, with every
+/// dataset event stored as history (what Collect would have read): each fires on exactly these
+/// events and nowhere else.
+#[test]
+fn added_rules_fire_on_exactly_these_events() {
+    let events = dataset();
+    let history = History::of(events.values());
+    let expected: [(&str, &[&str]); 5] = [
+        (
+            "login-profile",
+            &[
+                "1170c908-ce8d-4c6f-bc65-cf43aae5235b",
+                "f0d7bb15-75c8-4770-a500-92d1f71b948c",
+            ],
+        ),
+        (
+            "console-login-without-mfa",
+            &["70e5932e-9022-4b38-837e-ca10dad94eb7"],
+        ),
+        ("federation-token", &[]),
+        ("policy-version-escalation", &[]),
+        ("identity-provider-change", &[]),
+    ];
+    for (rule, ids) in expected {
+        let fired: BTreeSet<&str> = events
+            .values()
+            .filter(|e| evaluate_with(e, &history).iter().any(|m| m.rule_id == rule))
+            .map(|e| e.event_id.as_str())
+            .collect();
+        assert_eq!(fired, ids.iter().copied().collect(), "{rule}");
+    }
+    // The dataset holds none of the calls the last three watch, so their silence is no
+    // accident of the rules.
+    for e in events.values() {
+        assert!(
+            ![
+                "GetFederationToken",
+                "CreatePolicyVersion",
+                "SetDefaultPolicyVersion",
+                "UpdateLoginProfile",
+            ]
+            .contains(&e.event_name.as_str())
+                && !e.event_name.contains("SAMLProvider")
+                && !e.event_name.contains("OpenIDConnectProvider"),
+            "{} {}",
+            e.event_id,
+            e.event_name
+        );
+    }
+    // History changes nothing here: no SetDefaultPolicyVersion to read it for.
+    for e in events.values() {
+        assert_eq!(evaluate_with(e, &history), evaluate(e), "{}", e.event_id);
+    }
+}
+
+#[test]
+fn login_profiles_and_the_console_login_without_mfa() {
+    let events = dataset();
+    // CreateLoginProfile by bert-jan for the fresh user stratus-red-team-nmfalu-gfjyeaypjt,
+    // passwordResetRequired false: CRITICAL.
+    let m = only(
+        &events,
+        "1170c908-ce8d-4c6f-bc65-cf43aae5235b",
+        "login-profile",
+    );
+    assert_eq!(m.title, "Console Password Created");
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(
+        ctx(&m, "For User"),
+        Some("stratus-red-team-nmfalu-gfjyeaypjt")
+    );
+    assert_eq!(
+        ctx(&m, "Password Reset Required"),
+        Some("No (the user is not made to change it)")
+    );
+    // The same for stratus-red-team-login-profile-user.
+    let m = only(
+        &events,
+        "f0d7bb15-75c8-4770-a500-92d1f71b948c",
+        "login-profile",
+    );
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(
+        ctx(&m, "For User"),
+        Some("stratus-red-team-login-profile-user")
+    );
+    // Nine seconds after its password was created, that user signs in without MFA.
+    let m = only(
+        &events,
+        "70e5932e-9022-4b38-837e-ca10dad94eb7",
+        "console-login-without-mfa",
+    );
+    assert_eq!(m.severity, Severity::High);
+    assert_eq!(
+        m.summary,
+        "IAM user stratus-red-team-nmfalu-gfjyeaypjt signed in to the console without MFA from \
+         IP: 192.168.10.20"
+    );
+    assert_eq!(
+        ctx(&m, "Login To"),
+        Some("https://console.aws.amazon.com/console/home")
+    );
+    // bert-jan's own console login used MFA: no alert.
+    let e = &events["8feee4c2-5e27-4857-8475-bfa7e7b6d791"];
+    assert_eq!(e.mfa_used, Some(true));
+    assert!(evaluate(e).is_empty());
 }

@@ -1,20 +1,25 @@
 //! The alert rules over records written for the purpose, in the shapes AWS documents for
 //! CloudTrail (delivery files under `tests/fixtures/`): a positive and a near-miss negative for
-//! every rule.
+//! every rule. Rules that read history see every fixture as stored, as Collect would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use iamtrail_core::normalize::{normalize, NormalizeOptions, NormalizedEvent};
 use iamtrail_core::record::parse_log_file;
-use iamtrail_core::rules::{evaluate, rules, AlertMatch, Severity};
+use iamtrail_core::rules::{evaluate, evaluate_with, rules, AlertMatch, History, Severity};
 
 const OWN: &str = "111122223333";
 
 fn fixtures() -> BTreeMap<String, NormalizedEvent> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut events = BTreeMap::new();
-    for file in ["root_and_signin.json", "iam.json", "sso.json"] {
+    for file in [
+        "root_and_signin.json",
+        "iam.json",
+        "sso.json",
+        "identity.json",
+    ] {
         let log = parse_log_file(&std::fs::read(dir.join(file)).unwrap()).unwrap();
         assert!(log.rejected.is_empty(), "{file}: {:?}", log.rejected);
         for r in &log.records {
@@ -34,6 +39,11 @@ fn event(id: &str) -> NormalizedEvent {
         .unwrap_or_else(|| panic!("no fixture {id}"))
 }
 
+/// The rules an event fires with every fixture stored (history rules read them).
+fn evaluate_stored(events: &BTreeMap<String, NormalizedEvent>, id: &str) -> Vec<AlertMatch> {
+    evaluate_with(&events[id], &History::of(events.values()))
+}
+
 fn ids(matches: &[AlertMatch]) -> Vec<&'static str> {
     matches.iter().map(|m| m.rule_id).collect()
 }
@@ -45,7 +55,7 @@ fn ctx<'m>(m: &'m AlertMatch, key: &str) -> Option<&'m str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Every fixture and the rules it must fire, in rule order.
+/// Every fixture and the rules it must fire, in rule order, every fixture stored.
 const CASES: &[(&str, &[&str])] = &[
     // root and sign-in
     ("root-console-login-success", &["root-activity"]),
@@ -139,6 +149,88 @@ const CASES: &[(&str, &[&str])] = &[
     ("sso-create-managed-app-denied", &[]),
     ("sso-delete-managed-app", &["sso-app-deletion"]),
     ("sso-delete-managed-app-denied", &[]),
+    // Console passwords
+    ("create-login-profile", &["login-profile"]),
+    ("create-login-profile-no-reset", &["login-profile"]),
+    ("create-login-profile-denied", &[]),
+    ("update-login-profile-own", &[]),
+    ("update-login-profile-other-no-reset", &["login-profile"]),
+    ("update-login-profile-other-by-user", &["login-profile"]),
+    (
+        "update-login-profile-session-named-like-user",
+        &["login-profile"],
+    ),
+    ("update-login-profile-denied", &[]),
+    // IAM-user console logins
+    ("user-console-login-no-mfa", &["console-login-without-mfa"]),
+    ("user-console-login-no-mfa-failure", &[]),
+    ("role-console-login-no-mfa", &[]),
+    // Federation tokens
+    ("get-federation-token-star", &["federation-token"]),
+    ("get-federation-token-admin-arn", &["federation-token"]),
+    ("get-federation-token-scoped", &[]),
+    ("get-federation-token-no-policy", &[]),
+    ("get-federation-token-star-denied", &[]),
+    // Managed policy versions
+    ("create-policy-admin-v1", &[]),
+    ("create-policy-version-scoped-default", &[]),
+    (
+        "set-default-policy-version-v1-admin",
+        &["policy-version-escalation"],
+    ),
+    (
+        "create-policy-version-admin-default",
+        &["policy-version-escalation"],
+    ),
+    ("create-policy-version-admin-not-default", &[]),
+    ("create-policy-version-admin-default-denied", &[]),
+    (
+        "set-default-policy-version-admin",
+        &["policy-version-escalation"],
+    ),
+    ("set-default-policy-version-unknown", &[]),
+    ("create-policy-version-scoped-not-default", &[]),
+    ("set-default-policy-version-scoped", &[]),
+    ("set-default-policy-version-v2-of-other-policy", &[]),
+    ("set-default-policy-version-admin-denied", &[]),
+    // Identity providers
+    ("create-saml-provider", &["identity-provider-change"]),
+    ("update-saml-provider", &["identity-provider-change"]),
+    ("delete-saml-provider", &["identity-provider-change"]),
+    ("create-oidc-provider", &["identity-provider-change"]),
+    ("update-oidc-thumbprint", &["identity-provider-change"]),
+    ("add-oidc-client-id", &["identity-provider-change"]),
+    ("delete-oidc-provider", &["identity-provider-change"]),
+    ("create-saml-provider-denied", &[]),
+    ("create-oidc-provider-exists", &[]),
+    // Root sign-in events other than ConsoleLogin
+    ("root-password-updated-failure", &["root-activity"]),
+    ("root-password-updated", &["root-activity"]),
+    ("root-external-idp-login-error-only", &["root-activity"]),
+];
+
+/// Matches whose severity is not their rule's: what the call did raised it.
+const RAISED: &[(&str, &str, Severity)] = &[
+    (
+        "create-login-profile-no-reset",
+        "login-profile",
+        Severity::Critical,
+    ),
+    (
+        "update-login-profile-other-no-reset",
+        "login-profile",
+        Severity::Critical,
+    ),
+    (
+        "update-login-profile-other-by-user",
+        "login-profile",
+        Severity::Critical,
+    ),
+    (
+        "update-login-profile-session-named-like-user",
+        "login-profile",
+        Severity::Critical,
+    ),
 ];
 
 /// For every rule, the fixtures that come closest to it without being a match.
@@ -202,6 +294,48 @@ const NEAR_MISSES: &[(&str, &[&str])] = &[
     ("sso-account-assignment", &["sso-delete-account-assignment"]),
     ("sso-app-creation", &["sso-create-managed-app-denied"]),
     ("sso-app-deletion", &["sso-delete-managed-app-denied"]),
+    (
+        "login-profile",
+        &[
+            "create-login-profile-denied",
+            "update-login-profile-own",
+            "update-login-profile-denied",
+        ],
+    ),
+    (
+        "console-login-without-mfa",
+        &[
+            "user-console-login-no-mfa-failure",
+            "user-console-login-success",
+            "role-console-login-no-mfa",
+            "root-console-login-success",
+        ],
+    ),
+    (
+        "federation-token",
+        &[
+            "get-federation-token-scoped",
+            "get-federation-token-no-policy",
+            "get-federation-token-star-denied",
+        ],
+    ),
+    (
+        "policy-version-escalation",
+        &[
+            "create-policy-admin-v1",
+            "create-policy-version-scoped-default",
+            "create-policy-version-admin-not-default",
+            "create-policy-version-admin-default-denied",
+            "set-default-policy-version-unknown",
+            "set-default-policy-version-scoped",
+            "set-default-policy-version-v2-of-other-policy",
+            "set-default-policy-version-admin-denied",
+        ],
+    ),
+    (
+        "identity-provider-change",
+        &["create-saml-provider-denied", "create-oidc-provider-exists"],
+    ),
 ];
 
 #[test]
@@ -214,14 +348,26 @@ fn every_fixture_fires_exactly_its_rules() {
         "every fixture is in the table, and only those"
     );
     for (id, expected) in CASES {
-        let got = evaluate(&events[*id]);
+        let got = evaluate_stored(&events, id);
         assert_eq!(ids(&got), *expected, "{id}");
         for m in &got {
             assert!(!m.summary.is_empty() && !m.title.is_empty(), "{id}");
             let info = rules().iter().find(|r| r.id == m.rule_id).unwrap();
-            assert_eq!(m.severity, info.severity);
-            assert_eq!(ctx(m, "Account"), Some(OWN), "{id}: account in context");
+            let severity = RAISED
+                .iter()
+                .find(|(e, r, _)| e == id && *r == m.rule_id)
+                .map_or(info.severity, |(_, _, s)| *s);
+            assert_eq!(m.severity, severity, "{id} {}", m.rule_id);
+            assert_eq!(
+                m.context.last().map(|(k, v)| (k.as_str(), v.as_str())),
+                Some(("Account", OWN)),
+                "{id}: account last in context"
+            );
         }
+    }
+    for (id, rule, _) in RAISED {
+        let (_, fired) = CASES.iter().find(|(c, _)| c == id).unwrap();
+        assert!(fired.contains(rule), "{id} is raised for {rule}");
     }
 }
 
@@ -237,7 +383,7 @@ fn every_rule_has_a_positive_and_a_negative() {
             .unwrap_or_else(|| panic!("{} has no negative fixture", info.id));
         for id in *misses {
             assert!(
-                !ids(&evaluate(&events[*id])).contains(&info.id),
+                !ids(&evaluate_stored(&events, id)).contains(&info.id),
                 "{} fired on near miss {id}",
                 info.id
             );
@@ -504,6 +650,8 @@ fn malformed_json_never_panics_or_matches_document_rules() {
         "dangerous-inline-policy",
         "role-trust-policy",
         "sso-admin-policy-attachment",
+        "federation-token",
+        "policy-version-escalation",
     ];
     let junk = [
         None,
@@ -522,6 +670,9 @@ fn malformed_json_never_panics_or_matches_document_rules() {
         ),
         Some(r#"{"policyDocument": "%ZZ%7B"}"#),
         Some(r#"{"managedPolicyArn": null}"#),
+        Some(r#"{"policy": 1, "policyArns": "arn:aws:iam::aws:policy/AdministratorAccess"}"#),
+        Some(r#"{"policyArns": [{"arn": 5}, null, {"x": "y"}], "setAsDefault": true}"#),
+        Some(r#"{"setAsDefault": "true", "policyDocument": "{\"Statement\": 7}"}"#),
     ];
     for (id, _) in CASES {
         let base = event(id);
@@ -546,4 +697,584 @@ fn own_account_falls_back_to_the_caller_account() {
     assert!(evaluate(&e).is_empty());
     e.account_id = Some("999999999999".into());
     assert_eq!(ids(&evaluate(&e)), ["role-trust-policy"]);
+}
+
+fn stored() -> (BTreeMap<String, NormalizedEvent>, History) {
+    let events = fixtures();
+    let history = History::of(events.values());
+    (events, history)
+}
+
+fn one(matches: Vec<AlertMatch>, rule: &str) -> AlertMatch {
+    let mut found: Vec<AlertMatch> = matches.into_iter().filter(|m| m.rule_id == rule).collect();
+    assert_eq!(found.len(), 1, "{rule}");
+    found.remove(0)
+}
+
+#[test]
+fn login_profile_created_is_high_and_critical_when_no_reset_is_required() {
+    let m = one(evaluate(&event("create-login-profile")), "login-profile");
+    assert_eq!(m.title, "Console Password Created");
+    assert_eq!(m.severity, Severity::High);
+    assert_eq!(
+        m.summary,
+        "A console password was created for IAM user mallory by Admin; mallory must change it \
+         at the next sign-in"
+    );
+    assert_eq!(ctx(&m, "For User"), Some("mallory"));
+    assert_eq!(ctx(&m, "Password Reset Required"), Some("Yes"));
+
+    let m = one(
+        evaluate(&event("create-login-profile-no-reset")),
+        "login-profile",
+    );
+    assert_eq!(m.title, "Console Password Created");
+    assert_eq!(m.severity, Severity::Critical, "no forced reset raises it");
+    assert!(
+        m.summary
+            .ends_with("; svc-deploy is not made to change it at the next sign-in"),
+        "{}",
+        m.summary
+    );
+    assert_eq!(
+        ctx(&m, "Password Reset Required"),
+        Some("No (the user is not made to change it)")
+    );
+
+    // passwordResetRequired recorded as text reads the same.
+    let mut e = event("create-login-profile-no-reset");
+    e.request_parameters =
+        Some(r#"{"userName": "svc-deploy", "passwordResetRequired": "false"}"#.into());
+    assert_eq!(
+        one(evaluate(&e), "login-profile").severity,
+        Severity::Critical
+    );
+    // Creating one's own password (no userName) still alerts, for the caller.
+    e.request_parameters = Some(r#"{"passwordResetRequired": true}"#.into());
+    e.response_elements = None;
+    let m = one(evaluate(&e), "login-profile");
+    assert_eq!(m.severity, Severity::High);
+    assert_eq!(ctx(&m, "For User"), Some("bob"));
+}
+
+#[test]
+fn update_login_profile_alerts_only_for_another_user() {
+    let m = one(
+        evaluate(&event("update-login-profile-other-no-reset")),
+        "login-profile",
+    );
+    assert_eq!(m.title, "Console Password Set for Another User");
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(
+        m.summary,
+        "The console password of IAM user bob was set by Admin; bob is not made to change it at \
+         the next sign-in"
+    );
+    let m = one(
+        evaluate(&event("update-login-profile-other-by-user")),
+        "login-profile",
+    );
+    assert_eq!(m.title, "Console Password Set for Another User");
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(ctx(&m, "Password Reset Required"), None);
+    assert_eq!(ctx(&m, "Caller Type"), Some("IAMUser"));
+
+    // The user on themselves: by name in any case, or with no userName at all.
+    let own = event("update-login-profile-own");
+    assert!(evaluate(&own).is_empty());
+    let mut e = own.clone();
+    e.request_parameters = Some(r#"{"userName": "BOB", "passwordResetRequired": false}"#.into());
+    assert!(evaluate(&e).is_empty(), "IAM user names ignore case");
+    e.request_parameters = Some(r#"{"passwordResetRequired": false}"#.into());
+    assert!(evaluate(&e).is_empty(), "no userName: the caller's own");
+    // The same request from another IAM user is the takeover.
+    e.request_parameters = own.request_parameters.clone();
+    e.user_name = "carol".into();
+    assert_eq!(ids(&evaluate(&e)), ["login-profile"]);
+
+    // A role session named like the user is not the user: the session name is the caller's
+    // choice.
+    let m = one(
+        evaluate(&event("update-login-profile-session-named-like-user")),
+        "login-profile",
+    );
+    assert_eq!(m.title, "Console Password Set for Another User");
+    assert_eq!(ctx(&m, "Caller Type"), Some("AssumedRole"));
+}
+
+#[test]
+fn console_login_without_mfa_only_for_iam_users_that_got_in() {
+    let m = one(
+        evaluate(&event("user-console-login-no-mfa")),
+        "console-login-without-mfa",
+    );
+    assert_eq!(m.title, "Console Login Without MFA");
+    assert_eq!(m.severity, Severity::High);
+    assert_eq!(
+        m.summary,
+        "IAM user carol signed in to the console without MFA from IP: 198.51.100.23"
+    );
+    assert_eq!(ctx(&m, "IAM User"), Some("carol"));
+    assert_eq!(ctx(&m, "Source IP"), Some("198.51.100.23"));
+    assert!(ctx(&m, "User Agent").unwrap().starts_with("Mozilla/5.0"));
+    assert!(ctx(&m, "Login To")
+        .unwrap()
+        .starts_with("https://console.aws.amazon.com/console/home"));
+
+    // Near misses: MFA used, a failed login, a federated role session, root (root-activity's).
+    for id in [
+        "user-console-login-success",
+        "user-console-login-no-mfa-failure",
+        "role-console-login-no-mfa",
+        "root-console-login-success",
+    ] {
+        assert!(
+            !ids(&evaluate(&event(id))).contains(&"console-login-without-mfa"),
+            "{id}"
+        );
+    }
+    let base = event("user-console-login-no-mfa");
+    // MFAUsed missing says nothing: no alert.
+    let mut e = base.clone();
+    e.mfa_used = None;
+    assert!(evaluate(&e).is_empty());
+    // An errorCode, or a result other than Success, is a failed login.
+    let mut e = base.clone();
+    e.error_code = Some("AccessDenied".into());
+    assert!(evaluate(&e).is_empty());
+    let mut e = base.clone();
+    e.response_elements = Some(r#"{"ConsoleLogin": "Failure"}"#.into());
+    assert!(evaluate(&e).is_empty());
+    e.response_elements = None;
+    assert!(evaluate(&e).is_empty(), "no result is not a success");
+    // SAMLUser and FederatedUser sign-ins never match either.
+    for kind in [
+        "SAMLUser",
+        "FederatedUser",
+        "IdentityCenterUser",
+        "AWSAccount",
+    ] {
+        let mut e = base.clone();
+        e.user_identity_type = Some(kind.into());
+        assert!(evaluate(&e).is_empty(), "{kind}");
+    }
+}
+
+#[test]
+fn federation_token_with_admin_session_policy() {
+    let m = one(
+        evaluate(&event("get-federation-token-star")),
+        "federation-token",
+    );
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(
+        m.summary,
+        "bob got a federation token for federated user ops-proxy (129600 s) whose session \
+         policy allows Allow *"
+    );
+    assert_eq!(ctx(&m, "Federated User"), Some("ops-proxy"));
+    assert_eq!(
+        ctx(&m, "Federated User ARN"),
+        Some("arn:aws:sts::111122223333:federated-user/ops-proxy")
+    );
+    assert_eq!(
+        ctx(&m, "Temporary Access Key ID"),
+        Some("ASIAEXAMPLEFEDSTAR01")
+    );
+    assert_eq!(ctx(&m, "Duration"), Some("129600 s"));
+    assert_eq!(ctx(&m, "Dangerous Grants"), Some("Allow *"));
+
+    let m = one(
+        evaluate(&event("get-federation-token-admin-arn")),
+        "federation-token",
+    );
+    assert_eq!(
+        ctx(&m, "Dangerous Grants"),
+        Some("managed policy AdministratorAccess")
+    );
+    assert_eq!(
+        ctx(&m, "Admin Policy ARNs"),
+        Some("arn:aws:iam::aws:policy/AdministratorAccess")
+    );
+    assert_eq!(ctx(&m, "Duration"), Some("43200 s (the default)"));
+
+    let base = event("get-federation-token-scoped");
+    assert!(evaluate(&base).is_empty(), "s3 reads and ReadOnlyAccess");
+    // The same request with iam:* in a URL-encoded inline policy, or NotAction, or an admin
+    // policy in another partition.
+    for (req, grant) in [
+        (
+            r#"{"name": "x", "policy": "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22iam%3A%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D"}"#,
+            "Allow iam:*",
+        ),
+        (
+            r#"{"name": "x", "policy": "{\"Statement\": {\"Effect\": \"Allow\", \"NotAction\": \"s3:*\", \"Resource\": \"*\"}}"}"#,
+            "Allow NotAction [s3:*] (everything else)",
+        ),
+        (
+            r#"{"name": "x", "policyArns": [{"arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}, {"arn": "arn:aws-us-gov:iam::aws:policy/IAMFullAccess"}]}"#,
+            "managed policy IAMFullAccess",
+        ),
+    ] {
+        let mut e = base.clone();
+        e.request_parameters = Some(req.into());
+        let m = one(evaluate(&e), "federation-token");
+        assert_eq!(ctx(&m, "Dangerous Grants"), Some(grant), "{req}");
+    }
+    // A customer policy named like an admin one is not.
+    let mut e = base.clone();
+    e.request_parameters = Some(
+        r#"{"name": "x", "policyArns": [{"arn": "arn:aws:iam::111122223333:policy/AdministratorAccess"}]}"#
+            .into(),
+    );
+    assert!(evaluate(&e).is_empty());
+    // The same call recorded by another service does not match.
+    let mut e = event("get-federation-token-star");
+    e.event_source = "iam.amazonaws.com".into();
+    assert!(evaluate(&e).is_empty());
+}
+
+#[test]
+fn create_policy_version_as_default_decides_from_the_event() {
+    let m = one(
+        evaluate(&event("create-policy-version-admin-default")),
+        "policy-version-escalation",
+    );
+    assert_eq!(m.title, "Admin-Level Policy Version Created as Default");
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(
+        m.summary,
+        "Version v2 of policy arn:aws:iam::111122223333:policy/ci-policy was created as the \
+         default version by Admin: it allows Allow iam:*"
+    );
+    assert_eq!(ctx(&m, "Version"), Some("v2"));
+    assert_eq!(ctx(&m, "Document From"), None);
+
+    // setAsDefault as text counts; false or absent does not.
+    let base = event("create-policy-version-admin-default");
+    for (flag, fires) in [
+        ("\"true\"", true),
+        ("\"TRUE\"", true),
+        ("false", false),
+        ("\"false\"", false),
+    ] {
+        let mut e = base.clone();
+        let mut req: serde_json::Value =
+            serde_json::from_str(base.request_parameters.as_deref().unwrap()).unwrap();
+        req["setAsDefault"] = serde_json::from_str(flag).unwrap();
+        e.request_parameters = Some(req.to_string());
+        assert_eq!(!evaluate(&e).is_empty(), fires, "setAsDefault {flag}");
+    }
+    let mut e = base.clone();
+    let mut req: serde_json::Value =
+        serde_json::from_str(base.request_parameters.as_deref().unwrap()).unwrap();
+    req.as_object_mut().unwrap().remove("setAsDefault");
+    e.request_parameters = Some(req.to_string());
+    assert!(evaluate(&e).is_empty(), "no setAsDefault: not the default");
+    // A scoped document made default does not.
+    assert!(evaluate(&event("create-policy-version-scoped-default")).is_empty());
+}
+
+#[test]
+fn set_default_policy_version_reads_the_stored_version() {
+    let (events, history) = stored();
+    // v3 of ci-policy was created (not default) with Action "*"; making it default alerts.
+    let set = &events["set-default-policy-version-admin"];
+    let m = one(evaluate_with(set, &history), "policy-version-escalation");
+    assert_eq!(m.title, "Admin-Level Policy Version Set as Default");
+    assert_eq!(
+        m.summary,
+        "Version v3 of policy arn:aws:iam::111122223333:policy/ci-policy was made the default \
+         version by Admin: it allows Allow *"
+    );
+    assert_eq!(
+        ctx(&m, "Document From"),
+        Some("CreatePolicyVersion create-policy-version-admin-not-default at 2025-08-10T09:21:27Z")
+    );
+    // Nothing stored: the document is unknown, no alert.
+    assert!(evaluate(set).is_empty());
+    assert!(evaluate_with(set, &History::new()).is_empty());
+    // Only the version's own event counts: the stored events hold v2 (admin) of ci-policy and
+    // v3 (scoped) of reports, not v7 of ci-policy nor v2 of reports.
+    for id in [
+        "set-default-policy-version-unknown",
+        "set-default-policy-version-scoped",
+        "set-default-policy-version-v2-of-other-policy",
+        "set-default-policy-version-admin-denied",
+    ] {
+        assert!(evaluate_with(&events[id], &history).is_empty(), "{id}");
+    }
+    // v1 is the CreatePolicy document: rolling deploy-tools back to its admin v1 alerts.
+    let m = one(
+        evaluate_with(&events["set-default-policy-version-v1-admin"], &history),
+        "policy-version-escalation",
+    );
+    assert_eq!(
+        ctx(&m, "Document From"),
+        Some("CreatePolicy create-policy-admin-v1 at 2025-08-10T09:17:59Z")
+    );
+    // A version created after the event was not what the event set.
+    let mut early = set.clone();
+    early.event_time = "2025-08-10T09:00:00Z".into();
+    assert!(evaluate_with(&early, &history).is_empty());
+    // A failed CreatePolicyVersion holds no version.
+    let mut failed_history = History::new();
+    let mut failed = events["create-policy-version-admin-not-default"].clone();
+    failed.error_code = Some("LimitExceededException".into());
+    failed_history.extend([&failed]);
+    assert!(evaluate_with(set, &failed_history).is_empty());
+    // History rules name what they read.
+    let needs = iamtrail_core::rules::history::needs([set]);
+    assert_eq!(
+        needs.into_iter().collect::<Vec<_>>(),
+        ["CreatePolicy", "CreatePolicyVersion"]
+    );
+}
+
+#[test]
+fn identity_provider_changes_are_titled_per_call() {
+    for (id, title, summary) in [
+        (
+            "create-saml-provider",
+            "SAML Identity Provider Created",
+            "Identity provider Okta was created in IAM by cfn-deployer",
+        ),
+        (
+            "update-saml-provider",
+            "SAML Identity Provider Updated",
+            "Identity provider arn:aws:iam::111122223333:saml-provider/Okta was updated in IAM by \
+             Admin",
+        ),
+        (
+            "delete-saml-provider",
+            "SAML Identity Provider Deleted",
+            "Identity provider arn:aws:iam::111122223333:saml-provider/Okta was deleted in IAM by \
+             Admin",
+        ),
+        (
+            "create-oidc-provider",
+            "OIDC Identity Provider Created",
+            "Identity provider https://token.actions.githubusercontent.com was created in IAM by \
+             Admin",
+        ),
+        (
+            "update-oidc-thumbprint",
+            "OIDC Identity Provider Thumbprints Replaced",
+            "Identity provider \
+             arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com had its \
+             thumbprints replaced in IAM by Admin",
+        ),
+        (
+            "add-oidc-client-id",
+            "OIDC Identity Provider Client ID Added",
+            "Identity provider \
+             arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com was given \
+             another client ID in IAM by Admin",
+        ),
+        (
+            "delete-oidc-provider",
+            "OIDC Identity Provider Deleted",
+            "Identity provider \
+             arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com was \
+             deleted in IAM by Admin",
+        ),
+    ] {
+        let m = one(evaluate(&event(id)), "identity-provider-change");
+        assert_eq!(m.title, title, "{id}");
+        assert_eq!(m.summary, summary, "{id}");
+        assert_eq!(m.severity, Severity::Critical, "{id}");
+        assert!(ctx(&m, "Provider ARN").is_some(), "{id}");
+    }
+    let m = one(
+        evaluate(&event("create-saml-provider")),
+        "identity-provider-change",
+    );
+    assert_eq!(ctx(&m, "Provider Name"), Some("Okta"));
+    assert_eq!(
+        ctx(&m, "Provider ARN"),
+        Some("arn:aws:iam::111122223333:saml-provider/Okta")
+    );
+    // Lists are shown joined.
+    let m = one(
+        evaluate(&event("create-oidc-provider")),
+        "identity-provider-change",
+    );
+    assert_eq!(
+        ctx(&m, "Client IDs"),
+        Some("sts.amazonaws.com, https://github.com/example-org")
+    );
+    assert_eq!(
+        ctx(&m, "Thumbprints"),
+        Some("6938fd4d98bab03faadb97b34396831e3780aea1, 1c58a3a8518e8759bf075b76b750d4f2df264fcd")
+    );
+    assert_eq!(
+        ctx(&m, "Provider URL"),
+        Some("https://token.actions.githubusercontent.com")
+    );
+    let m = one(
+        evaluate(&event("add-oidc-client-id")),
+        "identity-provider-change",
+    );
+    assert_eq!(ctx(&m, "Client IDs"), Some("attacker-app"));
+    // An empty list shows nothing rather than an empty line.
+    let mut e = event("create-oidc-provider");
+    e.request_parameters = Some(
+        r#"{"url": "https://idp.example.com", "clientIDList": [], "thumbprintList": []}"#.into(),
+    );
+    let m = one(evaluate(&e), "identity-provider-change");
+    assert_eq!(ctx(&m, "Client IDs"), None);
+    assert_eq!(ctx(&m, "Thumbprints"), None);
+}
+
+#[test]
+fn identity_provider_calls_fail_or_come_from_another_service_do_not_match() {
+    assert!(evaluate(&event("create-saml-provider-denied")).is_empty());
+    assert!(evaluate(&event("create-oidc-provider-exists")).is_empty());
+    for id in [
+        "create-saml-provider",
+        "update-saml-provider",
+        "delete-saml-provider",
+        "create-oidc-provider",
+        "update-oidc-thumbprint",
+        "add-oidc-client-id",
+        "delete-oidc-provider",
+    ] {
+        for source in [
+            "sso.amazonaws.com",
+            "cognito-idp.amazonaws.com",
+            "sts.amazonaws.com",
+        ] {
+            let mut e = event(id);
+            e.event_source = source.into();
+            assert!(evaluate(&e).is_empty(), "{id} from {source}");
+        }
+    }
+}
+
+#[test]
+fn root_sign_in_events_that_failed_are_worded_as_failed() {
+    let m = one(
+        evaluate(&event("root-password-updated-failure")),
+        "root-activity",
+    );
+    assert_eq!(m.title, "Root Sign-in Event Failed: PasswordUpdated");
+    assert_eq!(
+        m.summary,
+        "Root account PasswordUpdated failed from IP: 90.7.221.136"
+    );
+    assert_eq!(ctx(&m, "Result"), Some("Failure"));
+
+    let m = one(
+        evaluate(&event("root-external-idp-login-error-only")),
+        "root-activity",
+    );
+    assert_eq!(
+        m.title,
+        "Root Sign-in Event Failed: ExternalIdPDirectoryLogin"
+    );
+    assert_eq!(
+        m.summary,
+        "Root account ExternalIdPDirectoryLogin failed from IP: 90.7.221.136"
+    );
+    assert_eq!(ctx(&m, "Result"), Some("Failure"));
+
+    // A successful one keeps the activity wording.
+    let m = one(evaluate(&event("root-password-updated")), "root-activity");
+    assert_eq!(m.title, "Root Account Activity: PasswordUpdated");
+    assert_eq!(
+        m.summary,
+        "Root account called PasswordUpdated on signin.amazonaws.com from IP: 90.7.221.136"
+    );
+    let m = one(evaluate(&event("root-check-mfa")), "root-activity");
+    assert_eq!(m.title, "Root Account Activity: CheckMfa");
+
+    // Any result other than Success is a failure; an errorCode too, and it is shown.
+    let mut e = event("root-password-updated");
+    e.response_elements = Some(r#"{"PasswordUpdated": "Pending"}"#.into());
+    let m = one(evaluate(&e), "root-activity");
+    assert_eq!(m.title, "Root Sign-in Event Failed: PasswordUpdated");
+    assert_eq!(ctx(&m, "Result"), Some("Pending"));
+    let mut e = event("root-password-updated");
+    e.error_code = Some("InvalidPassword".into());
+    let m = one(evaluate(&e), "root-activity");
+    assert_eq!(
+        m.summary,
+        "Root account PasswordUpdated failed from IP: 90.7.221.136 (InvalidPassword)"
+    );
+}
+
+#[test]
+fn invoked_by_is_shown_on_every_rule_once() {
+    // A rule that names no invoking service in its own context (identity-provider-change).
+    let m = one(
+        evaluate(&event("create-saml-provider")),
+        "identity-provider-change",
+    );
+    assert_eq!(ctx(&m, "Invoked By"), Some("cloudformation.amazonaws.com"));
+    let n = m.context.len();
+    assert_eq!(m.context[n - 2].0, "Invoked By", "before the account");
+    // Both rules on the CloudFormation-invoked root CreateUser, each once.
+    for m in evaluate(&event("root-create-user-invoked-by-cfn")) {
+        assert_eq!(
+            m.context.iter().filter(|(k, _)| k == "Invoked By").count(),
+            1,
+            "{}",
+            m.rule_id
+        );
+        assert_eq!(
+            ctx(&m, "Invoked By"),
+            Some("cloudformation.amazonaws.com"),
+            "{}",
+            m.rule_id
+        );
+    }
+    // Every matching fixture with an invokedBy shows it; the others never do.
+    let (events, _) = stored();
+    for (id, _) in CASES {
+        let e = &events[*id];
+        for m in evaluate_stored(&events, id) {
+            assert_eq!(
+                ctx(&m, "Invoked By"),
+                e.invoked_by.as_deref(),
+                "{id} {}",
+                m.rule_id
+            );
+        }
+    }
+}
+
+#[test]
+fn a_service_principal_in_source_ip_is_not_called_an_ip() {
+    let cfn = evaluate(&event("root-create-user-invoked-by-cfn"));
+    assert_eq!(
+        cfn[0].summary,
+        "Root account called CreateUser on iam.amazonaws.com via cloudformation.amazonaws.com"
+    );
+    let mut e = event("root-console-login-success");
+    e.source_ip = Some("sso.amazonaws.com".into());
+    assert_eq!(
+        evaluate(&e)[0].summary,
+        "Root account logged in via sso.amazonaws.com"
+    );
+    e.source_ip = Some("AWS Internal".into());
+    assert_eq!(
+        evaluate(&e)[0].summary,
+        "Root account logged in via AWS Internal"
+    );
+    e.source_ip = Some("2001:db8::7".into());
+    assert_eq!(
+        evaluate(&e)[0].summary,
+        "Root account logged in from IP: 2001:db8::7"
+    );
+    e.source_ip = None;
+    assert_eq!(
+        evaluate(&e)[0].summary,
+        "Root account logged in from an unknown source"
+    );
+    let mut e = event("user-console-login-no-mfa");
+    e.source_ip = Some("signin.amazonaws.com".into());
+    let m = one(evaluate(&e), "console-login-without-mfa");
+    assert!(m.summary.ends_with("without MFA via signin.amazonaws.com"));
+    assert_eq!(ctx(&m, "Source"), Some("signin.amazonaws.com"));
+    assert_eq!(ctx(&m, "Source IP"), None);
 }

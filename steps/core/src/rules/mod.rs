@@ -2,7 +2,8 @@
 //! Python script's `security_alerts.py` without their gaps, and the rules added beyond them.
 //!
 //! Each rule is one unit: its [`RuleInfo`] beside its logic, in one file per family (`root`,
-//! `iam_users`, `iam_policies`, `trust`, `sso`, ...). Rules that only name event calls are
+//! `iam_users`, `iam_policies`, `trust`, `sso`, `login_profile`, `console_login`,
+//! `federation_token`, `policy_version`, `identity_provider`). Rules that only name event calls are
 //! data ([`EventRule`] in `event_rule`). [`RULES`] is the one list, in evaluation order.
 //!
 //! Every rule is a predicate over a [`NormalizedEvent`]: no I/O, no clock. One event may match
@@ -25,12 +26,17 @@
 //!   names (`Effect`, `Action`, `Principal`, ...) and their values are compared ignoring ASCII
 //!   case, which can only widen what matches.
 
+mod console_login;
 mod event_rule;
+mod federation_token;
 mod fields;
 pub mod history;
 mod iam_policies;
 mod iam_users;
+mod identity_provider;
+mod login_profile;
 pub mod policy;
+mod policy_version;
 mod root;
 mod sso;
 mod trust;
@@ -47,7 +53,7 @@ pub use policy::{
     admin_policy_name, dangerous_grants, policy_document, trust_findings, TrustFindings,
     ADMIN_POLICY_NAMES,
 };
-pub use view::Field;
+pub use view::{is_ip_address, source_label, Field};
 
 use crate::normalize::NormalizedEvent;
 use view::{Hit, View};
@@ -58,6 +64,8 @@ pub const IAM_SOURCE: &str = "iam.amazonaws.com";
 pub const SSO_SOURCE: &str = "sso.amazonaws.com";
 /// `eventSource` of console sign-in.
 pub const SIGNIN_SOURCE: &str = "signin.amazonaws.com";
+/// `eventSource` of STS.
+pub const STS_SOURCE: &str = "sts.amazonaws.com";
 
 /// How urgent an alert is. Orders most severe first (`Critical < High < Medium`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -153,7 +161,7 @@ pub struct AlertMatch {
 }
 
 /// Every rule, in evaluation order.
-static RULES: [Rule; 14] = [
+static RULES: [Rule; 19] = [
     root::ROOT_ACTIVITY,
     iam_users::USER_CREATION,
     iam_policies::ADMIN_POLICY_ATTACHMENT,
@@ -168,6 +176,11 @@ static RULES: [Rule; 14] = [
     sso::ACCOUNT_ASSIGNMENT,
     sso::APP_CREATION,
     sso::APP_DELETION,
+    login_profile::LOGIN_PROFILE,
+    console_login::CONSOLE_LOGIN_WITHOUT_MFA,
+    federation_token::FEDERATION_TOKEN,
+    policy_version::POLICY_VERSION_ESCALATION,
+    identity_provider::IDENTITY_PROVIDER_CHANGE,
 ];
 
 /// Every rule, in evaluation order.
@@ -189,8 +202,8 @@ fn history_reads() -> impl Iterator<Item = &'static Reads> {
 }
 
 /// Every rule that matches the event, in rule order, knowing no stored events (history rules
-/// decide from the event alone). Each match carries the event's account (when known) as its
-/// last context entry.
+/// decide from the event alone). Each match carries the invoking service (when there is one)
+/// and the event's account (when known) as its last context entries.
 pub fn evaluate(event: &NormalizedEvent) -> Vec<AlertMatch> {
     evaluate_with(event, &History::new())
 }
@@ -218,10 +231,22 @@ pub fn evaluate_with(event: &NormalizedEvent, history: &History) -> Vec<AlertMat
         .collect()
 }
 
-/// A rule's hit as an alert: the rule's title unless the hit specialised it, and the event's
-/// account last.
+/// A rule's hit as an alert: the rule's title unless the hit specialised it, then the service
+/// that made the call on the caller's behalf (`Invoked By`, when the event has one and the hit
+/// does not show it already), and the event's account last.
 fn alert_match(info: &RuleInfo, hit: Hit, view: &View) -> AlertMatch {
     let mut context = hit.context;
+    if let Some(service) = view
+        .e
+        .invoked_by
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if !context.iter().any(|(k, _)| k == "Invoked By") {
+            context.push(("Invoked By".to_string(), service.to_string()));
+        }
+    }
     if let Some(account) = view.account() {
         if !context.iter().any(|(k, _)| k == "Account") {
             context.push(("Account".to_string(), account.to_string()));

@@ -202,7 +202,6 @@ fn sso_app_hit(v: &View, verb: &str) -> Hit {
     if hit.context.is_empty() {
         hit = hit.with("Request Parameters", v.e.request_parameters.clone());
     }
-    hit = hit.with("Invoked By", v.e.invoked_by.clone());
     let named = hit
         .context
         .iter()

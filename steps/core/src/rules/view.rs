@@ -1,6 +1,8 @@
 //! What a rule's check reads and returns: the event with its JSON fields parsed once
 //! ([`View`]), and what a check found ([`Hit`]).
 
+use std::net::IpAddr;
+
 use serde_json::Value;
 
 use super::fields::{get_ci, scalar};
@@ -63,6 +65,36 @@ impl<'a> View<'a> {
         &self.e.user_name
     }
 
+    /// Where the call came from, for a summary: `from IP: 192.0.2.1` for an address, `via
+    /// cloudformation.amazonaws.com` when `sourceIPAddress` names an AWS service (or says `AWS
+    /// Internal`), `from an unknown source` when it is absent (docs/alerts.md, "Source IP or
+    /// service").
+    pub(crate) fn origin(&self) -> String {
+        match self.source() {
+            Some(s) if is_ip_address(s) => format!("from IP: {s}"),
+            Some(s) => format!("via {s}"),
+            None => "from an unknown source".to_string(),
+        }
+    }
+
+    /// `sourceIPAddress` as a context entry: `Source IP` for an address, `Source` for a service.
+    pub(crate) fn source_entry(&self) -> Option<(&'static str, String)> {
+        self.source().map(|s| (source_label(s), s.to_string()))
+    }
+
+    fn source(&self) -> Option<&str> {
+        self.e
+            .source_ip
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// An `additionalEventData` field as text (parsed on demand: few rules read it).
+    pub(crate) fn extra_str(&self, key: &str) -> Option<String> {
+        get_ci(&parse(&self.e.additional_event_data), key).and_then(scalar)
+    }
+
     /// A request parameter as text.
     pub(crate) fn req_str(&self, key: &str) -> Option<String> {
         get_ci(&self.req, key).and_then(scalar)
@@ -87,12 +119,43 @@ impl<'a> View<'a> {
         fields.iter().find_map(|f| self.field(*f))
     }
 
-    /// One field of the request or the response.
+    /// One field of the request or the response, as text: a scalar, or a list of scalars
+    /// joined with `, ` (`None` for an empty list and for objects).
     pub(crate) fn field(&self, field: Field) -> Option<String> {
-        match field {
-            Field::Req(key) => self.req_str(key),
-            Field::Resp(path) => self.resp_path(path),
+        let value = match field {
+            Field::Req(key) => get_ci(&self.req, key)?,
+            Field::Resp(path) => {
+                let mut v = &self.resp;
+                for key in path {
+                    v = get_ci(v, key)?;
+                }
+                v
+            }
+        };
+        match value {
+            Value::Array(items) => {
+                let texts: Vec<String> = items.iter().filter_map(scalar).collect();
+                (!texts.is_empty()).then(|| texts.join(", "))
+            }
+            v => scalar(v),
         }
+    }
+}
+
+/// `sourceIPAddress` holds an IPv4 or IPv6 address, not a service name: for a call an AWS
+/// service made on the caller's behalf it holds the service (`sso.amazonaws.com`) or `AWS
+/// Internal`.
+pub fn is_ip_address(source: &str) -> bool {
+    source.trim().parse::<IpAddr>().is_ok()
+}
+
+/// The label of a `sourceIPAddress` value: `Source IP` for an address, `Source` for anything
+/// else (a service principal is not an IP).
+pub fn source_label(source: &str) -> &'static str {
+    if is_ip_address(source) {
+        "Source IP"
+    } else {
+        "Source"
     }
 }
 
@@ -102,7 +165,8 @@ fn parse(text: &Option<String>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// A field of an event that a rule names as data.
+/// A field of an event that a rule names as data. A list of strings (IAM's `clientIDList`,
+/// `thumbprintList`) reads as its items joined with `, `.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     /// `requestParameters.<key>` (key compared ignoring ASCII case when not found exactly).
