@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod raw;
 pub mod record;
 pub mod rules;
+pub mod sigma;
 pub mod source;
 pub mod summary;
 pub mod targets;
