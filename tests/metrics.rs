@@ -205,7 +205,7 @@ async fn emf_lines_of_local_runs_follow_the_schema_and_a_failing_region_sets_par
             .iter()
             .map(|d| d[names::ALERTS_SENT].as_u64().unwrap())
             .sum::<u64>(),
-        9
+        12
     );
     assert_eq!(alerts.last().unwrap()[names::ALERTS_PENDING], 0);
     let export = result.output.as_ref().unwrap()["export"].clone();

@@ -124,7 +124,7 @@ async fn cli_drives_the_stack_it_finds_by_name() {
     );
     assert!(
         run.stdout
-            .contains("Alerts: 9 found waiting, 9 sent, 0 failed"),
+            .contains("Alerts: 12 found waiting, 12 sent, 0 failed"),
         "{}",
         run.transcript()
     );

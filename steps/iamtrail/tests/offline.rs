@@ -27,6 +27,13 @@ fn rules_list_shows_the_registry() {
     assert_eq!(listed.len(), rules.len());
     assert_eq!(listed[0]["id"], rules[0].id);
     assert_eq!(listed[0]["severity"], rules[0].severity.as_str());
+    for (row, rule) in listed.iter().zip(rules) {
+        assert_eq!(row["id"], rule.id);
+        assert_eq!(row["attack"], serde_json::json!(rule.attack), "{}", rule.id);
+    }
+    for t in ["T1098.001", "T1484.002", "T1078.004"] {
+        assert!(table.stdout.contains(t), "{t} missing:\n{}", table.stdout);
+    }
     assert!(listed
         .iter()
         .all(|r| r["description"].as_str().is_some_and(|d| !d.is_empty())));

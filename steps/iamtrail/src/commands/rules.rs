@@ -13,6 +13,8 @@ pub struct RuleRow {
     pub severity: Severity,
     pub title: &'static str,
     pub description: &'static str,
+    /// The MITRE ATT&CK techniques the rule detects (docs/alerts.md, "MITRE ATT&CK techniques").
+    pub attack: &'static [&'static str],
 }
 
 /// Every rule, in evaluation order.
@@ -24,13 +26,14 @@ pub fn rows() -> Vec<RuleRow> {
             severity: r.severity,
             title: r.title,
             description: r.description,
+            attack: r.attack,
         })
         .collect()
 }
 
 /// The rules as a table.
 pub fn table() -> comfy_table::Table {
-    let mut table = new_table(&["id", "severity", "title", "what it detects"]);
+    let mut table = new_table(&["id", "severity", "title", "attack", "what it detects"]);
     for r in rows() {
         let color = match r.severity {
             Severity::Critical => Color::Red,
@@ -41,6 +44,7 @@ pub fn table() -> comfy_table::Table {
             Cell::new(r.id),
             Cell::new(r.severity).fg(color),
             Cell::new(r.title),
+            Cell::new(r.attack.join(", ")),
             Cell::new(r.description),
         ]);
     }
