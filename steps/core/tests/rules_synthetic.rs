@@ -869,8 +869,8 @@ fn federation_token_with_admin_session_policy() {
     assert_eq!(m.severity, Severity::Critical);
     assert_eq!(
         m.summary,
-        "bob got a federation token for federated user ops-proxy (129600 s) whose session \
-         policy allows Allow *"
+        "bob got a federation token for federated user ops-proxy (129600 s) with an admin-level \
+         session policy (Allow *)"
     );
     assert_eq!(ctx(&m, "Federated User"), Some("ops-proxy"));
     assert_eq!(
@@ -945,7 +945,7 @@ fn create_policy_version_as_default_decides_from_the_event() {
     assert_eq!(
         m.summary,
         "Version v2 of policy arn:aws:iam::111122223333:policy/ci-policy was created as the \
-         default version by Admin: it allows Allow iam:*"
+         default version by Admin (Allow iam:*)"
     );
     assert_eq!(ctx(&m, "Version"), Some("v2"));
     assert_eq!(ctx(&m, "Document From"), None);
@@ -985,7 +985,7 @@ fn set_default_policy_version_reads_the_stored_version() {
     assert_eq!(
         m.summary,
         "Version v3 of policy arn:aws:iam::111122223333:policy/ci-policy was made the default \
-         version by Admin: it allows Allow *"
+         version by Admin (Allow *)"
     );
     assert_eq!(
         ctx(&m, "Document From"),

@@ -69,8 +69,8 @@ fn federation_token(v: &View) -> Option<Hit> {
         .unwrap_or_else(|| "43200 s (the default)".into());
     Some(
         Hit::new(format!(
-            "{} got a federation token for federated user {} ({duration}) whose session policy \
-             allows {}",
+            "{} got a federation token for federated user {} ({duration}) with an admin-level \
+             session policy ({})",
             v.actor(),
             or_unknown(&name),
             grants.join("; ")

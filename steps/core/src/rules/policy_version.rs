@@ -121,7 +121,7 @@ fn policy_version_escalation(v: &View, history: &History) -> Option<Hit> {
     };
     Some(
         Hit::new(format!(
-            "Version {} of policy {} {verb} by {}: it allows {}",
+            "Version {} of policy {} {verb} by {} ({})",
             or_unknown(&version),
             or_unknown(&policy_arn),
             v.actor(),
