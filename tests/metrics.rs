@@ -231,7 +231,11 @@ async fn emf_lines_of_local_runs_follow_the_schema_and_a_failing_region_sets_par
     println!("{run}");
     // The metric the partial-run alarm watches.
     assert_eq!(run[names::PARTIAL_RUN], 1);
-    assert_eq!(run[names::SOURCES_FAILED], 2, "eu-west-1 sts and signin");
+    assert_eq!(
+        run[names::SOURCES_FAILED],
+        3,
+        "eu-west-1 sts, signin and root"
+    );
     // The failed region's checkpoints did not move: they are the oldest, and they count.
     let lag = |source: &str| {
         with(docs, names::COLLECTION_LAG_SECONDS)

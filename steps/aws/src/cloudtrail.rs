@@ -12,6 +12,8 @@ use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime as SmithyTime;
 use chrono::{DateTime, TimeZone, Utc};
 
+use iamtrail_core::source::LookupKey;
+
 use crate::ports::{EventSource, LookupError, LookupEvent, LookupPage, LookupRequest};
 
 /// LookupEvents returns at most 50 events per page.
@@ -106,9 +108,13 @@ where
 
 impl EventSource for CloudTrailSource {
     async fn lookup(&self, request: &LookupRequest) -> Result<LookupPage, LookupError> {
+        let (key, value) = request.source.lookup();
         let attribute = LookupAttribute::builder()
-            .attribute_key(LookupAttributeKey::EventSource)
-            .attribute_value(&request.event_source)
+            .attribute_key(match key {
+                LookupKey::EventSource => LookupAttributeKey::EventSource,
+                LookupKey::Username => LookupAttributeKey::Username,
+            })
+            .attribute_value(value)
             .build()
             .map_err(|e| LookupError::Failed(e.to_string()))?;
         let response = self

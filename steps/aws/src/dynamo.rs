@@ -157,6 +157,41 @@ enum BatchError {
 }
 
 impl EventStore for DynamoEventStore {
+    /// A Query of [`EVENT_NAME_INDEX`], newest first (eventually consistent, as every GSI
+    /// read: Collect adds the batch it has just written itself).
+    async fn events_named(
+        &self,
+        name: &str,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedEvent>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(EVENT_NAME_INDEX)
+                .key_condition_expression("event_name = :n AND event_time <= :t")
+                .expression_attribute_values(":n", s(name))
+                .expression_attribute_values(":t", s(format_time(until)))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("dynamodb:Query (events by name)", e))?;
+            found.extend(out.items().iter().filter_map(event_from_item));
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() || found.len() >= limit {
+                break;
+            }
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
     /// Writes in batches of 25. A batch rejected as invalid is split in halves until the
     /// invalid items are isolated: those are reported as rejected, every other item is stored.
     async fn put_events(&self, events: &[NormalizedEvent]) -> Result<PutOutcome, StoreError> {
@@ -291,6 +326,9 @@ impl EventReader for DynamoEventStore {
         })
     }
 }
+
+/// The events table's index by name and time (the history the rules read).
+pub const EVENT_NAME_INDEX: &str = "event_name-event_time-index";
 
 /// The control table.
 #[derive(Clone)]

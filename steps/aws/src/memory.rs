@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use iamtrail_core::contract::RunSummary;
 use iamtrail_core::normalize::DYNAMODB_MAX_ITEM_BYTES;
 use iamtrail_core::outbox::{sent_ttl, status, AlertRecord};
+use iamtrail_core::source::LookupKey;
 use iamtrail_core::targets::RegionInfo;
 use iamtrail_core::NormalizedEvent;
 
@@ -61,7 +62,14 @@ impl EventSource for MemorySource {
             .get(&r.region)
             .map(|list| {
                 list.iter()
-                    .filter(|e| e.event_source.as_deref() == Some(r.event_source.as_str()))
+                    .filter(|e| {
+                        let (key, value) = r.source.lookup();
+                        let field = match key {
+                            LookupKey::EventSource => &e.event_source,
+                            LookupKey::Username => &e.username,
+                        };
+                        field.as_deref() == Some(value)
+                    })
                     .filter(|e| e.event_time.is_some_and(|t| t >= r.start && t <= r.end))
                     .collect()
             })
@@ -158,6 +166,23 @@ impl EventStore for MemoryEvents {
         }
         *lock(&self.writes) += outcome.written;
         Ok(outcome)
+    }
+
+    async fn events_named(
+        &self,
+        name: &str,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedEvent>, StoreError> {
+        let until = iamtrail_core::record::format_time(until);
+        let mut found: Vec<NormalizedEvent> = lock(&self.items)
+            .values()
+            .filter(|e| e.event_name == name && e.event_time <= until)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.event_time.cmp(&a.event_time));
+        found.truncate(limit);
+        Ok(found)
     }
 }
 

@@ -10,11 +10,12 @@ use iamtrail_core::contract::RunSummary;
 use iamtrail_core::targets::RegionInfo;
 use iamtrail_core::NormalizedEvent;
 
-/// One LookupEvents request: one region, one event source, a closed time range.
+/// One LookupEvents request: one region, one source (its lookup attribute:
+/// [`iamtrail_core::Source::lookup`]), a closed time range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LookupRequest {
     pub region: String,
-    pub event_source: String,
+    pub source: iamtrail_core::Source,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub next_token: Option<String>,
@@ -86,6 +87,14 @@ pub trait EventStore: Send + Sync {
         &self,
         events: &[NormalizedEvent],
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+    /// The stored events of one `eventName` at or before `until`, newest first, at most
+    /// `limit` (the history the rules read: docs/alerts.md, "Rules that read history").
+    fn events_named(
+        &self,
+        name: &str,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<NormalizedEvent>, StoreError>> + Send;
 }
 
 /// What the control table holds for one region/source.

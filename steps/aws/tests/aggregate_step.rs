@@ -19,6 +19,7 @@ fn settings() -> Settings {
         ("PROCESS_IAM_EVENTS", "false"),
         ("PROCESS_SIGNIN_EVENTS", "false"),
         ("PROCESS_SSO_EVENTS", "false"),
+        ("PROCESS_ROOT_EVENTS", "false"),
         ("OVERLAP_MINUTES", "15"),
         ("SETTLE_MINUTES", "5"),
     ]

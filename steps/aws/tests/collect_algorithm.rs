@@ -372,6 +372,15 @@ impl EventStore for SlowEvents<'_> {
         tokio::time::sleep(self.delay).await;
         self.inner.put_events(events).await
     }
+
+    async fn events_named(
+        &self,
+        name: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedEvent>, StoreError> {
+        self.inner.events_named(name, until, limit).await
+    }
 }
 
 #[tokio::test(start_paused = true)]

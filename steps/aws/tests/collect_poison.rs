@@ -56,6 +56,15 @@ impl EventStore for Rejecting<'_> {
             rejected,
         })
     }
+
+    async fn events_named(
+        &self,
+        name: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedEvent>, StoreError> {
+        self.inner.events_named(name, until, limit).await
+    }
 }
 
 fn day(t: chrono::DateTime<Utc>) -> String {

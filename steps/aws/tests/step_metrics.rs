@@ -323,6 +323,7 @@ async fn aggregate_writes_the_run_metrics_once_in_the_final_round() {
             ("PROCESS_IAM_EVENTS", "false"),
             ("PROCESS_SIGNIN_EVENTS", "false"),
             ("PROCESS_SSO_EVENTS", "false"),
+            ("PROCESS_ROOT_EVENTS", "false"),
         ]);
         Settings::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap()
     };

@@ -30,7 +30,9 @@ pub struct Settings {
     pub events_table: String,
     pub control_table: String,
     pub alerts_table: String,
-    pub process: [(Source, bool); 4],
+    /// Each source and whether it is collected (`PROCESS_*_EVENTS`; Identity Center's three
+    /// sources share `PROCESS_SSO_EVENTS`).
+    pub process: [(Source, bool); 7],
     pub filter: EventFilter,
     /// Region whose LookupEvents holds IAM (global) events: us-east-1 in the aws partition.
     pub iam_region: String,
@@ -178,12 +180,18 @@ impl Settings {
             events_table: get("EVENTS_TABLE").unwrap_or_else(|| "iamtrail-events".into()),
             control_table: get("CONTROL_TABLE").unwrap_or_else(|| "iamtrail-control".into()),
             alerts_table: get("ALERTS_TABLE").unwrap_or_else(|| "iamtrail-alerts".into()),
-            process: [
-                (Source::Iam, flag("PROCESS_IAM_EVENTS", true)?),
-                (Source::Sts, flag("PROCESS_STS_EVENTS", true)?),
-                (Source::Signin, flag("PROCESS_SIGNIN_EVENTS", true)?),
-                (Source::Sso, flag("PROCESS_SSO_EVENTS", true)?),
-            ],
+            process: {
+                let sso = flag("PROCESS_SSO_EVENTS", true)?;
+                [
+                    (Source::Iam, flag("PROCESS_IAM_EVENTS", true)?),
+                    (Source::Sts, flag("PROCESS_STS_EVENTS", true)?),
+                    (Source::Signin, flag("PROCESS_SIGNIN_EVENTS", true)?),
+                    (Source::Sso, sso),
+                    (Source::SsoDirectory, sso),
+                    (Source::IdentityStore, sso),
+                    (Source::Root, flag("PROCESS_ROOT_EVENTS", true)?),
+                ]
+            },
             filter: EventFilter {
                 filter_aws_service_events: flag("FILTER_AWS_SERVICE_EVENTS", true)?,
                 filtered_roles: parse_role_patterns(&get("FILTERED_ROLES").unwrap_or_default()),

@@ -146,6 +146,10 @@ pub struct Counts {
     /// be stored.
     #[serde(default)]
     pub raw_kept: u64,
+    /// Records the `root` source skipped because another source of the same region reads
+    /// them (a root IAM call is stored by `iam`): counted, not lost.
+    #[serde(default)]
+    pub read_elsewhere: u64,
 }
 
 impl Counts {
@@ -163,6 +167,7 @@ impl Counts {
         self.alerts_queued += other.alerts_queued;
         self.rejected += other.rejected;
         self.raw_kept += other.raw_kept;
+        self.read_elsewhere += other.read_elsewhere;
     }
 
     /// Every filtered event.

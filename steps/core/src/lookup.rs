@@ -164,7 +164,8 @@ pub fn lookup_item(
                     .to_string(),
                 event_source: fields
                     .event_source
-                    .unwrap_or(source.event_source())
+                    .or(source.event_source())
+                    .unwrap_or("unknown")
                     .to_string(),
                 username: fields.username.map(String::from),
             };

@@ -26,7 +26,8 @@ pub fn is_enabled(region: &RegionInfo) -> bool {
 /// - `iam`: the IAM region (us-east-1), where IAM and global-endpoint events are recorded;
 /// - `sts`: every enabled region;
 /// - `signin`: every enabled region by default (`SIGNIN_REGIONS`);
-/// - `sso`: the Identity Center region(s) (`SSO_REGIONS`).
+/// - `sso`, `sso-directory`, `identitystore`: the Identity Center region(s) (`SSO_REGIONS`);
+/// - `root`: every enabled region (root activity is rare: a request or two per region).
 ///
 /// Returns the sources per enabled region (regions with none are left out), plus warnings for
 /// configured regions that are not enabled.
@@ -45,9 +46,16 @@ pub fn plan_targets(
                 sources.push(source);
             }
         } else {
-            warnings.push(format!(
-                "{source} region {region} is not enabled in this account; skipped"
-            ));
+            // Identity Center's three sources share SSO_REGIONS: one warning for them.
+            let setting = match source {
+                Source::SsoDirectory | Source::IdentityStore => Source::Sso,
+                other => other,
+            };
+            let warning =
+                format!("{setting} region {region} is not enabled in this account; skipped");
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
         }
     };
     for source in Source::ALL {
@@ -61,7 +69,10 @@ pub fn plan_targets(
                 RegionSelection::All => enabled.to_vec(),
                 RegionSelection::Only(list) => list.clone(),
             },
-            Source::Sso => settings.sso_regions.clone(),
+            Source::Sso | Source::SsoDirectory | Source::IdentityStore => {
+                settings.sso_regions.clone()
+            }
+            Source::Root => enabled.to_vec(),
         };
         for region in regions {
             add(&region, source, &mut warnings);
@@ -108,9 +119,20 @@ mod tests {
             plan_targets(&regions(&["eu-west-1", "us-east-1"]), &settings(&[]), None);
         assert_eq!(
             plan["us-east-1"],
-            vec![Source::Iam, Source::Sts, Source::Signin, Source::Sso]
+            vec![
+                Source::Iam,
+                Source::Sts,
+                Source::Signin,
+                Source::Sso,
+                Source::SsoDirectory,
+                Source::IdentityStore,
+                Source::Root
+            ]
         );
-        assert_eq!(plan["eu-west-1"], vec![Source::Sts, Source::Signin]);
+        assert_eq!(
+            plan["eu-west-1"],
+            vec![Source::Sts, Source::Signin, Source::Root]
+        );
         assert!(warnings.is_empty());
     }
 
@@ -118,6 +140,7 @@ mod tests {
     fn switches_and_region_settings() {
         let s = settings(&[
             ("PROCESS_STS_EVENTS", "false"),
+            ("PROCESS_ROOT_EVENTS", "false"),
             ("SIGNIN_REGIONS", "us-east-1"),
             ("SSO_REGIONS", "eu-west-1,ap-south-2"),
         ]);
@@ -127,7 +150,10 @@ mod tests {
             None,
         );
         assert_eq!(plan["us-east-1"], vec![Source::Iam, Source::Signin]);
-        assert_eq!(plan["eu-west-1"], vec![Source::Sso]);
+        assert_eq!(
+            plan["eu-west-1"],
+            vec![Source::Sso, Source::SsoDirectory, Source::IdentityStore]
+        );
         assert!(!plan.contains_key("ca-central-1"), "no source left there");
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("ap-south-2"));

@@ -166,6 +166,19 @@ impl<T: EventStore> EventStore for Faulty<T> {
         }
         Ok(outcome)
     }
+
+    async fn events_named(
+        &self,
+        name: &str,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedEvent>, StoreError> {
+        tokio::task::yield_now().await;
+        if self.faults.roll("Query 5xx", self.faults.rates.store_error) {
+            return Err(Faults::error("dynamodb:Query"));
+        }
+        self.inner.events_named(name, until, limit).await
+    }
 }
 
 impl<T: EventReader> EventReader for Faulty<T> {

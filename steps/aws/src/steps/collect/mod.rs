@@ -290,6 +290,8 @@ impl RegionLease {
 struct Invocation<'a, S, E, C, A, O> {
     deps: &'a CollectDeps<'a, S, E, C, A, O>,
     region: String,
+    /// The item's sources (the `root` source leaves to them the records they read).
+    sources: Vec<Source>,
     mode: Mode,
     backfill: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     budget: Budget,
@@ -314,6 +316,7 @@ where
         Invocation {
             deps,
             region: item.region.clone(),
+            sources: item.sources.clone(),
             mode: item.mode,
             backfill: (item.start, item.end),
             budget: Budget::new(deadline, now),

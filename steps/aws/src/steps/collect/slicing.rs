@@ -174,7 +174,7 @@ where
     ) -> Result<Option<(Vec<LookupPage>, Counts)>, Stop> {
         let request = LookupRequest {
             region: self.region.clone(),
-            event_source: source.event_source().to_string(),
+            source,
             start: slice.start,
             end: slice.end,
             next_token: None,

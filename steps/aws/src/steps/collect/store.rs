@@ -22,7 +22,7 @@ use iamtrail_core::lookup::{lookup_item, LookupFields, Outcome};
 use iamtrail_core::outbox::{alert_record, is_alertable};
 use iamtrail_core::raw::{minimal_item, raw_key};
 use iamtrail_core::record::{format_time, parse_time};
-use iamtrail_core::rules::evaluate;
+use iamtrail_core::rules::{evaluate_with, history, History};
 use iamtrail_core::{NormalizedEvent, Source};
 
 use super::{Invocation, Stop};
@@ -53,6 +53,10 @@ where
         let mut origins: Vec<&LookupEvent> = Vec::new();
         for event in pages.iter().flat_map(|p| &p.events) {
             counts.fetched += 1;
+            if self.read_elsewhere(event, source) {
+                counts.read_elsewhere += 1;
+                continue;
+            }
             match lookup_item(&fields(event), &self.region, source, self.deps.settings) {
                 Outcome::Stored(mut item) => {
                     if let Some(error) = &item.parse_error {
@@ -102,13 +106,25 @@ where
             let dates: Vec<NaiveDate> = dates.into_iter().collect();
             self.deps.control.mark_dirty(&dates).await?;
         }
-        let stored = items
+        let stored: Vec<&NormalizedEvent> = items
             .iter()
             .enumerate()
             .filter(|(i, _)| !rejected.contains(i))
-            .map(|(_, item)| item);
-        self.queue_alerts(stored, &mut counts).await?;
+            .map(|(_, item)| item)
+            .collect();
+        self.queue_alerts(&stored, &mut counts).await?;
         Ok(counts)
+    }
+
+    /// Whether the `root` source leaves this record to another source of the region, which
+    /// stores it (a root IAM call is read by `iam` too).
+    fn read_elsewhere(&self, event: &LookupEvent, source: Source) -> bool {
+        source == Source::Root
+            && event
+                .event_source
+                .as_deref()
+                .and_then(Source::reading)
+                .is_some_and(|s| s != Source::Root && self.sources.contains(&s))
     }
 
     /// Items DynamoDB rejected: full records to S3, then a minimal form of each to the table.
@@ -183,20 +199,23 @@ where
     /// conditional put: an (event, rule) already queued is left alone). A write that still
     /// fails after retries fails the slice like a failed event write: the checkpoint stays, so
     /// the next run reads the events again and queues the alert then.
-    async fn queue_alerts<'i>(
+    async fn queue_alerts(
         &self,
-        items: impl Iterator<Item = &'i NormalizedEvent>,
+        items: &[&NormalizedEvent],
         counts: &mut Counts,
     ) -> Result<(), Stop> {
         let now = self.budget.now();
-        for item in items {
-            let Some(time) = parse_time(&item.event_time) else {
-                continue;
-            };
-            if !is_alertable(time, now) {
-                continue;
-            }
-            for m in evaluate(item) {
+        let alertable: Vec<&NormalizedEvent> = items
+            .iter()
+            .copied()
+            .filter(|item| parse_time(&item.event_time).is_some_and(|t| is_alertable(t, now)))
+            .collect();
+        if alertable.is_empty() {
+            return Ok(());
+        }
+        let history = self.history(&alertable, items).await?;
+        for item in alertable {
+            for m in evaluate_with(item, &history) {
                 let record = alert_record(&m, item, now);
                 let what = format!("queueing alert {} for {}", m.rule_id, item.event_id);
                 let queued = retry_store(&what, ALERT_WRITE_ATTEMPTS, || {
@@ -210,6 +229,49 @@ where
             }
         }
         Ok(())
+    }
+}
+
+/// Most stored events of one name a batch's history reads (newest first).
+const HISTORY_LIMIT: usize = 1000;
+
+impl<S, E, C, A, O> Invocation<'_, S, E, C, A, O>
+where
+    S: EventSource,
+    E: EventStore,
+    C: ControlStore,
+    A: AlertStore,
+    O: ObjectStore,
+{
+    /// What the history rules read to decide about `alertable` (docs/alerts.md, "Rules that
+    /// read history"): the stored events of the names they need, and the slice's own events,
+    /// which the table's index may not show yet. Nearly always nothing is needed.
+    async fn history(
+        &self,
+        alertable: &[&NormalizedEvent],
+        batch: &[&NormalizedEvent],
+    ) -> Result<History, Stop> {
+        let names = history::needs(alertable.iter().copied());
+        let mut known = History::new();
+        if names.is_empty() {
+            return Ok(known);
+        }
+        let until = alertable
+            .iter()
+            .filter_map(|e| parse_time(&e.event_time))
+            .max()
+            .unwrap_or_else(|| self.budget.now());
+        for name in names {
+            let what = format!("reading stored {name} events for the rules");
+            let stored = retry_store(&what, ALERT_WRITE_ATTEMPTS, || {
+                self.deps.events.events_named(name, until, HISTORY_LIMIT)
+            })
+            .await
+            .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
+            known.extend(&stored);
+        }
+        known.extend(batch.iter().copied());
+        Ok(known)
     }
 }
 
