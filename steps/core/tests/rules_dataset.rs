@@ -263,7 +263,7 @@ fn alert_snapshot() {
 fn added_rules_fire_on_exactly_these_events() {
     let events = dataset();
     let history = History::of(events.values());
-    let expected: [(&str, &[&str]); 5] = [
+    let expected: [(&str, &[&str]); 6] = [
         (
             "login-profile",
             &[
@@ -278,6 +278,7 @@ fn added_rules_fire_on_exactly_these_events() {
         ("federation-token", &[]),
         ("policy-version-escalation", &[]),
         ("identity-provider-change", &[]),
+        ("admin-group-membership", &[]),
     ];
     for (rule, ids) in expected {
         let fired: BTreeSet<&str> = events
@@ -287,8 +288,8 @@ fn added_rules_fire_on_exactly_these_events() {
             .collect();
         assert_eq!(fired, ids.iter().copied().collect(), "{rule}");
     }
-    // The dataset holds none of the calls the last three watch, so their silence is no
-    // accident of the rules.
+    // The dataset holds none of the calls the last four watch, so their silence is no
+    // accident of the rules (no group membership of IAM or Identity Center either).
     for e in events.values() {
         assert!(
             ![
@@ -296,6 +297,10 @@ fn added_rules_fire_on_exactly_these_events() {
                 "CreatePolicyVersion",
                 "SetDefaultPolicyVersion",
                 "UpdateLoginProfile",
+                "AddUserToGroup",
+                "AddMemberToGroup",
+                "CreateGroupMembership",
+                "CreateAccountAssignment",
             ]
             .contains(&e.event_name.as_str())
                 && !e.event_name.contains("SAMLProvider")
@@ -305,7 +310,8 @@ fn added_rules_fire_on_exactly_these_events() {
             e.event_name
         );
     }
-    // History changes nothing here: no SetDefaultPolicyVersion to read it for.
+    // History changes nothing here: no SetDefaultPolicyVersion, membership or account
+    // assignment to read it for.
     for e in events.values() {
         assert_eq!(evaluate_with(e, &history), evaluate(e), "{}", e.event_id);
     }

@@ -19,6 +19,7 @@ fn fixtures() -> BTreeMap<String, NormalizedEvent> {
         "iam.json",
         "sso.json",
         "identity.json",
+        "identity_center.json",
     ] {
         let log = parse_log_file(&std::fs::read(dir.join(file)).unwrap()).unwrap();
         assert!(log.rejected.is_empty(), "{file}: {:?}", log.rejected);
@@ -207,6 +208,87 @@ const CASES: &[(&str, &[&str])] = &[
     ("root-password-updated-failure", &["root-activity"]),
     ("root-password-updated", &["root-activity"]),
     ("root-external-idp-login-error-only", &["root-activity"]),
+    // IAM group membership (identity_center.json): the group's stored policies decide
+    ("iam-attach-group-admin", &["admin-policy-attachment"]),
+    ("iam-add-user-to-admin-group", &["admin-group-membership"]),
+    ("iam-add-user-to-admin-group-denied", &[]),
+    (
+        "iam-attach-group-admin-detached-later",
+        &["admin-policy-attachment"],
+    ),
+    ("iam-detach-group-admin", &[]),
+    ("iam-add-user-to-group-admin-detached", &[]),
+    ("iam-add-user-to-group-named-admins", &[]),
+    (
+        "iam-put-group-policy-admin-inline",
+        &["dangerous-inline-policy"],
+    ),
+    (
+        "iam-add-user-to-inline-admin-group",
+        &["admin-group-membership"],
+    ),
+    ("iam-put-group-policy-scoped-replacement", &[]),
+    ("iam-add-user-to-group-inline-replaced", &[]),
+    ("iam-add-user-to-group-before-admin", &[]),
+    (
+        "iam-attach-group-admin-after-membership",
+        &["admin-policy-attachment"],
+    ),
+    (
+        "iam-attach-group-admin-other-account",
+        &["admin-policy-attachment"],
+    ),
+    ("iam-add-user-to-group-same-name-other-account", &[]),
+    // Identity Center group membership: the group's account assignments and their permission
+    // sets decide
+    (
+        "ic-create-permission-set-admin",
+        &["sso-permission-set-creation"],
+    ),
+    ("ic-attach-admin-policy", &["sso-admin-policy-attachment"]),
+    (
+        "ic-create-permission-set-view-only",
+        &["sso-permission-set-creation"],
+    ),
+    ("ic-attach-view-only-policy", &[]),
+    ("ic-identitystore-create-group-platform-admins", &[]),
+    ("ic-sso-directory-create-group-readers", &[]),
+    ("ic-identitystore-create-group-retired", &[]),
+    ("ic-sso-directory-create-user-erin", &[]),
+    ("ic-identitystore-create-user-hidden-name", &[]),
+    (
+        "ic-assign-admin-to-platform-admins",
+        &["sso-account-assignment"],
+    ),
+    (
+        "ic-assign-view-only-to-readers",
+        &["sso-account-assignment"],
+    ),
+    ("ic-assign-admin-to-retired", &["sso-account-assignment"]),
+    ("ic-delete-assignment-retired", &[]),
+    (
+        "ic-add-member-to-admin-group-sso-directory",
+        &["admin-group-membership"],
+    ),
+    (
+        "ic-create-group-membership-admin-group-identitystore",
+        &["admin-group-membership"],
+    ),
+    ("ic-add-member-to-view-only-group", &[]),
+    ("ic-create-group-membership-assignment-deleted", &[]),
+    (
+        "ic-assign-admin-to-user-in-management-account",
+        &["sso-account-assignment"],
+    ),
+    ("ic-identitystore-create-group-name-withheld", &[]),
+    (
+        "ic-assign-admin-to-group-name-withheld",
+        &["sso-account-assignment"],
+    ),
+    (
+        "ic-create-group-membership-name-withheld",
+        &["admin-group-membership"],
+    ),
 ];
 
 /// Matches whose severity is not their rule's: what the call did raised it.
@@ -336,6 +418,19 @@ const NEAR_MISSES: &[(&str, &[&str])] = &[
         "identity-provider-change",
         &["create-saml-provider-denied", "create-oidc-provider-exists"],
     ),
+    (
+        "admin-group-membership",
+        &[
+            "iam-add-user-to-admin-group-denied",
+            "iam-add-user-to-group-admin-detached",
+            "iam-add-user-to-group-named-admins",
+            "iam-add-user-to-group-inline-replaced",
+            "iam-add-user-to-group-before-admin",
+            "iam-add-user-to-group-same-name-other-account",
+            "ic-add-member-to-view-only-group",
+            "ic-create-group-membership-assignment-deleted",
+        ],
+    ),
 ];
 
 #[test]
@@ -358,9 +453,13 @@ fn every_fixture_fires_exactly_its_rules() {
                 .find(|(e, r, _)| e == id && *r == m.rule_id)
                 .map_or(info.severity, |(_, _, s)| *s);
             assert_eq!(m.severity, severity, "{id} {}", m.rule_id);
+            // The event's own account, last (every fixture is in OWN but one, which is in
+            // another account on purpose).
+            let account = events[*id].recipient_account_id.as_deref().unwrap();
+            assert!(account == OWN || *id == "iam-attach-group-admin-other-account");
             assert_eq!(
                 m.context.last().map(|(k, v)| (k.as_str(), v.as_str())),
-                Some(("Account", OWN)),
+                Some(("Account", account)),
                 "{id}: account last in context"
             );
         }
@@ -556,7 +655,7 @@ fn sso_contexts() {
     let m = &evaluate(&event("sso-create-account-assignment"))[0];
     assert_eq!(ctx(m, "Target Account"), Some("444455556666"));
     assert_eq!(ctx(m, "Principal Type"), Some("USER"));
-    assert!(m.summary.starts_with("USER 94482488-"));
+    assert!(m.summary.starts_with("User 94482488-"), "{}", m.summary);
 
     let m = &evaluate(&event("sso-create-managed-app"))[0];
     assert_eq!(m.severity, Severity::High);
@@ -1277,4 +1376,479 @@ fn a_service_principal_in_source_ip_is_not_called_an_ip() {
     assert!(m.summary.ends_with("without MFA via signin.amazonaws.com"));
     assert_eq!(ctx(&m, "Source"), Some("signin.amazonaws.com"));
     assert_eq!(ctx(&m, "Source IP"), None);
+}
+
+/// The fixtures of identity_center.json, and every fixture as history.
+fn stored_one(id: &str) -> Vec<AlertMatch> {
+    evaluate_stored(&fixtures(), id)
+}
+
+const ADMIN_PS: &str = "arn:aws:sso:::permissionSet/ssoins-72230d1b1bd5e2a1/ps-6a1f0e2d3c4b5a69";
+const PLATFORM_ADMINS: &str = "94d8f4a8-2001-7011-aa10-0123456789a1";
+const SSO_ACTOR: &str = "AWSReservedSSO_AdministratorAccess_0123456789abcdef";
+
+#[test]
+fn iam_user_added_to_a_group_with_administrator_access_attached_earlier() {
+    let m = one(
+        stored_one("iam-add-user-to-admin-group"),
+        "admin-group-membership",
+    );
+    assert_eq!(m.title, "User Added to Admin Group");
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(
+        m.summary,
+        "IAM user mallory was added to group platform-ops by Admin; the group holds \
+         AdministratorAccess"
+    );
+    assert_eq!(ctx(&m, "Group"), Some("platform-ops"));
+    assert_eq!(ctx(&m, "User"), Some("mallory"));
+    assert_eq!(
+        ctx(&m, "Admin Policies"),
+        Some("AdministratorAccess (attached 2025-08-11T10:00:00Z by Admin)")
+    );
+    // Knowing nothing, the rule says nothing: the membership call alone never alerts.
+    assert!(evaluate(&event("iam-add-user-to-admin-group")).is_empty());
+}
+
+#[test]
+fn iam_user_added_to_a_group_with_an_admin_inline_policy() {
+    let m = one(
+        stored_one("iam-add-user-to-inline-admin-group"),
+        "admin-group-membership",
+    );
+    assert_eq!(
+        m.summary,
+        "IAM user trent was added to group breakglass by Admin; the group holds inline policy \
+         full-admin (Allow *)"
+    );
+    assert_eq!(
+        ctx(&m, "Admin Policies"),
+        Some("inline policy full-admin (Allow *) (put 2025-08-11T10:25:00Z by Admin)")
+    );
+}
+
+/// The IAM near misses, each against the one stored event that makes the difference, so that
+/// what decides is plain (the CASES table checks them with every fixture stored).
+#[test]
+fn iam_near_misses_with_an_explicit_history() {
+    let events = fixtures();
+    let fires = |id: &str, history: &[&str]| {
+        let h = History::of(history.iter().map(|h| &events[*h]));
+        ids(&evaluate_with(&events[id], &h)).contains(&"admin-group-membership")
+    };
+    let add = "iam-add-user-to-admin-group";
+    let attach = "iam-attach-group-admin";
+    assert!(fires(add, &[attach]));
+    // A group called "Admins" that nothing is known about: the name alone never decides.
+    assert!(!fires("iam-add-user-to-group-named-admins", &[]));
+    assert!(!fires(
+        "iam-add-user-to-group-named-admins",
+        &[attach, "iam-attach-group-admin-other-account"]
+    ));
+    // The admin policy detached before the membership.
+    assert!(fires(
+        "iam-add-user-to-group-admin-detached",
+        &["iam-attach-group-admin-detached-later"]
+    ));
+    assert!(!fires(
+        "iam-add-user-to-group-admin-detached",
+        &[
+            "iam-attach-group-admin-detached-later",
+            "iam-detach-group-admin"
+        ]
+    ));
+    // The inline policy replaced by a scoped one of the same name.
+    assert!(fires(
+        "iam-add-user-to-group-inline-replaced",
+        &["iam-put-group-policy-admin-inline"]
+    ));
+    assert!(!fires(
+        "iam-add-user-to-group-inline-replaced",
+        &[
+            "iam-put-group-policy-admin-inline",
+            "iam-put-group-policy-scoped-replacement"
+        ]
+    ));
+    // Admin power attached after the membership was not there when it happened...
+    assert!(!fires(
+        "iam-add-user-to-group-before-admin",
+        &["iam-attach-group-admin-after-membership"]
+    ));
+    // ... and is, for a membership after it.
+    let mut later = events["iam-add-user-to-group-before-admin"].clone();
+    later.event_time = "2025-08-11T10:51:00Z".into();
+    let h = History::of([&events["iam-attach-group-admin-after-membership"]]);
+    let m = one(evaluate_with(&later, &h), "admin-group-membership");
+    assert!(m.summary.ends_with("the group holds PowerUserAccess"));
+    // Another account's group of the same name never counts.
+    assert!(!fires(
+        "iam-add-user-to-group-same-name-other-account",
+        &["iam-attach-group-admin-other-account"]
+    ));
+    let mut same = events["iam-attach-group-admin-other-account"].clone();
+    same.recipient_account_id = Some(OWN.into());
+    let h = History::of([&same]);
+    assert_eq!(
+        ids(&evaluate_with(
+            &events["iam-add-user-to-group-same-name-other-account"],
+            &h
+        )),
+        ["admin-group-membership"]
+    );
+    // A failed membership call, a failed attach, or an attach to another group do not count.
+    assert!(!fires("iam-add-user-to-admin-group-denied", &[attach]));
+    let mut failed = events[attach].clone();
+    failed.error_code = Some("AccessDenied".into());
+    assert!(evaluate_with(&events[add], &History::of([&failed])).is_empty());
+    let mut other_group = events[attach].clone();
+    other_group.request_parameters =
+        Some(r#"{"groupName": "platform-ops-2", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}"#.into());
+    assert!(evaluate_with(&events[add], &History::of([&other_group])).is_empty());
+    // IAM group names ignore case.
+    let mut upper = events[add].clone();
+    upper.request_parameters =
+        Some(r#"{"groupName": "PLATFORM-OPS", "userName": "mallory"}"#.into());
+    assert!(!evaluate_with(&upper, &History::of([&events[attach]])).is_empty());
+    // The same call recorded by another service is not an IAM membership.
+    let mut elsewhere = events[add].clone();
+    elsewhere.event_source = "sso-directory.amazonaws.com".into();
+    assert!(evaluate_with(&elsewhere, &History::of([&events[attach]])).is_empty());
+}
+
+#[test]
+fn identity_center_member_added_to_a_group_holding_an_admin_permission_set() {
+    // sso-directory AddMemberToGroup (the console), the member's name known from CreateUser.
+    let m = one(
+        stored_one("ic-add-member-to-admin-group-sso-directory"),
+        "admin-group-membership",
+    );
+    assert_eq!(m.title, "User Added to Admin Identity Center Group");
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(
+        m.summary,
+        format!(
+            "User erin was added to Identity Center group platform-admins by {SSO_ACTOR}; the \
+             group holds permission set AdminAccess (AdministratorAccess) on account \
+             444455556666"
+        )
+    );
+    assert_eq!(ctx(&m, "Group"), Some("platform-admins"));
+    assert_eq!(ctx(&m, "Group ID"), Some(PLATFORM_ADMINS));
+    assert_eq!(ctx(&m, "Member"), Some("erin"));
+    assert_eq!(
+        ctx(&m, "Member ID"),
+        Some("c4e8a4f8-3001-7022-bb20-0123456789e5")
+    );
+    assert_eq!(
+        ctx(&m, "Admin Permission Sets"),
+        Some(
+            format!(
+                "AdminAccess on 444455556666 (assigned 2025-06-12T09:10:00Z by {SSO_ACTOR}): \
+                 AdministratorAccess (attached 2025-06-12T09:01:00Z by {SSO_ACTOR})"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(ctx(&m, "Permission Set ARNs"), Some(ADMIN_PS));
+    assert_eq!(ctx(&m, "Target Accounts"), Some("444455556666"));
+    assert_eq!(ctx(&m, "Target Is Management Account"), None);
+
+    // identitystore CreateGroupMembership (the API): the member's CreateUser withheld the name,
+    // so the member is named by id.
+    let m = one(
+        stored_one("ic-create-group-membership-admin-group-identitystore"),
+        "admin-group-membership",
+    );
+    assert!(
+        m.summary.starts_with(
+            "User c4e8a4f8-3001-7022-bb20-0123456789f6 was added to Identity Center group \
+             platform-admins by"
+        ),
+        "{}",
+        m.summary
+    );
+    assert!(m
+        .summary
+        .contains("AdminAccess (AdministratorAccess) on account 444455556666"));
+    assert_eq!(ctx(&m, "Member"), None);
+    assert_eq!(ctx(&m, "Identity Store ID"), Some("d-9067230a11"));
+
+    // A group created after CloudTrail began withholding display names: named by its id.
+    let m = one(
+        stored_one("ic-create-group-membership-name-withheld"),
+        "admin-group-membership",
+    );
+    assert!(m
+        .summary
+        .contains("group 94d8f4a8-2001-7011-aa10-0123456789d4 by"));
+    assert_eq!(ctx(&m, "Group"), None);
+
+    // Nothing stored: nothing known, no alert.
+    for id in [
+        "ic-add-member-to-admin-group-sso-directory",
+        "ic-create-group-membership-admin-group-identitystore",
+    ] {
+        assert!(evaluate(&event(id)).is_empty(), "{id}");
+    }
+}
+
+/// The Identity Center near misses and variants, each against the stored events that decide.
+#[test]
+fn identity_center_near_misses_with_an_explicit_history() {
+    let events = fixtures();
+    let setup = [
+        "ic-create-permission-set-admin",
+        "ic-attach-admin-policy",
+        "ic-create-permission-set-view-only",
+        "ic-attach-view-only-policy",
+        "ic-identitystore-create-group-platform-admins",
+        "ic-sso-directory-create-group-readers",
+        "ic-identitystore-create-group-retired",
+        "ic-assign-admin-to-platform-admins",
+        "ic-assign-view-only-to-readers",
+        "ic-assign-admin-to-retired",
+        "ic-delete-assignment-retired",
+    ];
+    let history = History::of(setup.iter().map(|id| &events[*id]));
+    let fires = |e: &NormalizedEvent, h: &History| {
+        ids(&evaluate_with(e, h)).contains(&"admin-group-membership")
+    };
+    let add = &events["ic-add-member-to-admin-group-sso-directory"];
+    assert!(fires(add, &history));
+    // A group whose only permission set is not admin (ViewOnlyAccess).
+    assert!(!fires(
+        &events["ic-add-member-to-view-only-group"],
+        &history
+    ));
+    // The group's admin assignment was deleted before the membership.
+    let retired = &events["ic-create-group-membership-assignment-deleted"];
+    assert!(!fires(retired, &history));
+    let without_delete = History::of(
+        setup
+            .iter()
+            .filter(|id| **id != "ic-delete-assignment-retired")
+            .map(|id| &events[*id]),
+    );
+    assert!(fires(retired, &without_delete));
+    // The admin policy detached from the permission set before the membership.
+    let mut detach = events["ic-attach-admin-policy"].clone();
+    detach.event_id = "detach".into();
+    detach.event_name = "DetachManagedPolicyFromPermissionSet".into();
+    detach.event_time = "2025-06-12T09:15:00Z".into();
+    let mut h = history.clone();
+    h.extend([&detach]);
+    assert!(!fires(add, &h));
+    // An inline policy with admin-level grants makes a permission set admin; a later scoped
+    // one, or its deletion, undoes it.
+    let mut inline = events["ic-attach-view-only-policy"].clone();
+    inline.event_id = "inline".into();
+    inline.event_name = "PutInlinePolicyToPermissionSet".into();
+    inline.event_time = "2025-06-12T09:15:00Z".into();
+    inline.request_parameters = Some(
+        serde_json::json!({
+            "instanceArn": "arn:aws:sso:::instance/ssoins-72230d1b1bd5e2a1",
+            "permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-72230d1b1bd5e2a1/ps-7b2e1f3d4c5b6a70",
+            "inlinePolicy": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iam:*\",\"Resource\":\"*\"}]}"
+        })
+        .to_string(),
+    );
+    let mut h = history.clone();
+    h.extend([&inline]);
+    let readers = &events["ic-add-member-to-view-only-group"];
+    let m = one(evaluate_with(readers, &h), "admin-group-membership");
+    assert!(
+        m.summary
+            .contains("permission set ViewOnly (inline policy (Allow iam:*)) on account"),
+        "{}",
+        m.summary
+    );
+    let mut deleted = inline.clone();
+    deleted.event_id = "inline-deleted".into();
+    deleted.event_name = "DeleteInlinePolicyFromPermissionSet".into();
+    deleted.event_time = "2025-06-12T09:16:00Z".into();
+    h.extend([&deleted]);
+    assert!(!fires(readers, &h));
+    // A FAILED assignment gives nothing.
+    let mut failed = events["ic-assign-admin-to-platform-admins"].clone();
+    failed.response_elements = Some(
+        failed
+            .response_elements
+            .unwrap()
+            .replace("IN_PROGRESS", "FAILED"),
+    );
+    let h = History::of(
+        setup
+            .iter()
+            .filter(|id| **id != "ic-assign-admin-to-platform-admins")
+            .map(|id| &events[*id])
+            .chain([&failed]),
+    );
+    assert!(!fires(add, &h));
+    // Another account's Identity Center events never count.
+    let mut moved = add.clone();
+    moved.recipient_account_id = Some("999999999999".into());
+    assert!(!fires(&moved, &history));
+    // A failed membership call does not alert.
+    let mut denied = add.clone();
+    denied.error_code = Some("AccessDeniedException".into());
+    assert!(!fires(&denied, &history));
+    // The member id read in the other spellings CloudTrail may use.
+    for member in [
+        r#"{"memberId": {"userId": "u-1"}}"#,
+        r#"{"member": {"memberId": "u-1"}}"#,
+        r#"{"memberId": "u-1"}"#,
+    ] {
+        let mut e = add.clone();
+        let mut req: serde_json::Value = serde_json::from_str(member).unwrap();
+        req["groupId"] = PLATFORM_ADMINS.into();
+        e.request_parameters = Some(req.to_string());
+        let m = one(evaluate_with(&e, &history), "admin-group-membership");
+        assert_eq!(ctx(&m, "Member ID"), Some("u-1"), "{member}");
+    }
+    // A group's admin assignment to the account where the call was made is flagged.
+    let mut to_management = events["ic-assign-admin-to-platform-admins"].clone();
+    to_management.event_id = "to-management".into();
+    to_management.request_parameters = Some(
+        to_management
+            .request_parameters
+            .unwrap()
+            .replace("444455556666", OWN),
+    );
+    let mut h = history.clone();
+    h.extend([&to_management]);
+    let m = one(evaluate_with(add, &h), "admin-group-membership");
+    // Newest assignment first ("to-management" sorts after the fixture's id at the same time).
+    assert_eq!(
+        ctx(&m, "Target Accounts"),
+        Some(format!("{OWN}, 444455556666").as_str())
+    );
+    assert_eq!(ctx(&m, "Target Is Management Account"), Some("yes"));
+    // What the rule reads, for Collect.
+    let needs = iamtrail_core::rules::history::needs([add]);
+    for name in [
+        "AttachGroupPolicy",
+        "CreateAccountAssignment",
+        "DeleteAccountAssignment",
+        "AttachManagedPolicyToPermissionSet",
+        "PutInlinePolicyToPermissionSet",
+        "CreatePermissionSet",
+        "CreateGroup",
+        "CreateUser",
+    ] {
+        assert!(needs.contains(name), "{name}");
+    }
+}
+
+#[test]
+fn sso_account_assignment_names_the_permission_set_and_principal_and_words_the_status() {
+    // IN_PROGRESS: "is being given", names resolved from the stored events.
+    let m = one(
+        stored_one("ic-assign-admin-to-platform-admins"),
+        "sso-account-assignment",
+    );
+    assert_eq!(m.title, "SSO Account Assignment Created");
+    assert_eq!(
+        m.summary,
+        format!(
+            "Group platform-admins is being given permission set AdminAccess on account \
+             444455556666 by {SSO_ACTOR}; the permission set grants AdministratorAccess"
+        )
+    );
+    assert!(!m.summary.contains("was given"));
+    assert_eq!(ctx(&m, "Permission Set"), Some("AdminAccess"));
+    assert_eq!(ctx(&m, "Permission Set ARN"), Some(ADMIN_PS));
+    assert_eq!(ctx(&m, "Principal"), Some("platform-admins"));
+    assert_eq!(ctx(&m, "Principal ID"), Some(PLATFORM_ADMINS));
+    assert_eq!(ctx(&m, "Assignment Status"), Some("IN_PROGRESS"));
+    assert_eq!(
+        ctx(&m, "Admin Policies"),
+        Some(
+            format!("AdministratorAccess (attached 2025-06-12T09:01:00Z by {SSO_ACTOR})").as_str()
+        )
+    );
+    assert_eq!(ctx(&m, "Target Is Management Account"), None);
+
+    // Nothing stored: the ARN and the id, no admin policies.
+    let bare = one(
+        evaluate(&event("ic-assign-admin-to-platform-admins")),
+        "sso-account-assignment",
+    );
+    assert_eq!(
+        bare.summary,
+        format!(
+            "Group {PLATFORM_ADMINS} is being given permission set {ADMIN_PS} on account \
+             444455556666 by {SSO_ACTOR}"
+        )
+    );
+    assert_eq!(ctx(&bare, "Permission Set"), None);
+    assert_eq!(ctx(&bare, "Principal"), None);
+    assert_eq!(ctx(&bare, "Permission Set ARN"), Some(ADMIN_PS));
+    assert_eq!(ctx(&bare, "Principal ID"), Some(PLATFORM_ADMINS));
+    assert_eq!(ctx(&bare, "Admin Policies"), None);
+
+    // The target is the account where the call was made: flagged, in those words.
+    let m = one(
+        stored_one("ic-assign-admin-to-user-in-management-account"),
+        "sso-account-assignment",
+    );
+    assert_eq!(m.severity, Severity::Critical);
+    assert_eq!(ctx(&m, "Target Is Management Account"), Some("yes"));
+    assert_eq!(ctx(&m, "Principal"), Some("erin"));
+    assert!(
+        m.summary.starts_with(&format!(
+            "User erin is being given permission set AdminAccess on account {OWN} by"
+        )),
+        "{}",
+        m.summary
+    );
+    assert!(m.summary.ends_with(
+        "; the target is the account where the call was made, which in an organisation is the \
+         management account unless Identity Center administration is delegated"
+    ));
+
+    // The other statuses.
+    let base = event("ic-assign-admin-to-platform-admins");
+    let with_status = |status: Option<&str>| {
+        let mut e = base.clone();
+        e.response_elements = status.map(|s| {
+            serde_json::json!({"accountAssignmentCreationStatus": {"status": s}}).to_string()
+        });
+        one(evaluate(&e), "sso-account-assignment")
+    };
+    let m = with_status(Some("SUCCEEDED"));
+    assert!(m.summary.starts_with(&format!(
+        "Group {PLATFORM_ADMINS} was given permission set {ADMIN_PS} on account 444455556666 by"
+    )));
+    let m = with_status(Some("FAILED"));
+    assert_eq!(m.title, "SSO Account Assignment Failed");
+    assert_eq!(
+        m.summary,
+        format!(
+            "Group {PLATFORM_ADMINS} was not given permission set {ADMIN_PS} on account \
+             444455556666: the assignment requested by {SSO_ACTOR} failed"
+        )
+    );
+    let m = with_status(None);
+    assert_eq!(
+        m.summary,
+        format!(
+            "Permission set {ADMIN_PS} on account 444455556666 was requested for group \
+             {PLATFORM_ADMINS} by {SSO_ACTOR}"
+        )
+    );
+    assert_eq!(ctx(&m, "Assignment Status"), None);
+    // The history it reads, for Collect.
+    let needs = iamtrail_core::rules::history::needs([&base]);
+    assert_eq!(
+        needs.into_iter().collect::<Vec<_>>(),
+        [
+            "AttachManagedPolicyToPermissionSet",
+            "CreateGroup",
+            "CreatePermissionSet",
+            "CreateUser",
+            "DeleteInlinePolicyFromPermissionSet",
+            "DetachManagedPolicyFromPermissionSet",
+            "PutInlinePolicyToPermissionSet",
+        ]
+    );
 }

@@ -3,8 +3,9 @@
 //!
 //! Each rule is one unit: its [`RuleInfo`] beside its logic, in one file per family (`root`,
 //! `iam_users`, `iam_policies`, `trust`, `sso`, `login_profile`, `console_login`,
-//! `federation_token`, `policy_version`, `identity_provider`). Rules that only name event calls are
-//! data ([`EventRule`] in `event_rule`). [`RULES`] is the one list, in evaluation order.
+//! `federation_token`, `policy_version`, `identity_provider`, `group_membership`). Rules that
+//! only name event calls are data ([`EventRule`] in `event_rule`). [`RULES`] is the one list, in
+//! evaluation order.
 //!
 //! Every rule is a predicate over a [`NormalizedEvent`]: no I/O, no clock. One event may match
 //! several rules (a `CreateAccessKey` by the root user is both root activity and an access-key
@@ -30,6 +31,7 @@ mod console_login;
 mod event_rule;
 mod federation_token;
 mod fields;
+mod group_membership;
 pub mod history;
 mod iam_policies;
 mod iam_users;
@@ -161,7 +163,7 @@ pub struct AlertMatch {
 }
 
 /// Every rule, in evaluation order.
-static RULES: [Rule; 19] = [
+static RULES: [Rule; 20] = [
     root::ROOT_ACTIVITY,
     iam_users::USER_CREATION,
     iam_policies::ADMIN_POLICY_ATTACHMENT,
@@ -181,6 +183,7 @@ static RULES: [Rule; 19] = [
     federation_token::FEDERATION_TOKEN,
     policy_version::POLICY_VERSION_ESCALATION,
     identity_provider::IDENTITY_PROVIDER_CHANGE,
+    group_membership::ADMIN_GROUP_MEMBERSHIP,
 ];
 
 /// Every rule, in evaluation order.

@@ -105,6 +105,15 @@ impl<'a> View<'a> {
         get_ci(&self.req, key)
     }
 
+    /// A request parameter, by path, as text (`["member", "memberId"]`).
+    pub(crate) fn req_path(&self, path: &[&str]) -> Option<String> {
+        let mut v = &self.req;
+        for key in path {
+            v = get_ci(v, key)?;
+        }
+        scalar(v)
+    }
+
     /// A response element, by path, as text.
     pub(crate) fn resp_path(&self, path: &[&str]) -> Option<String> {
         let mut v = &self.resp;
