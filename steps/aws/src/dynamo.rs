@@ -684,6 +684,80 @@ impl ControlStore for DynamoControlStore {
         Ok(())
     }
 
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        entry: &str,
+        expires: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("region", s(key))
+            .update_expression("ADD entries :e SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":e", AttributeValue::Ss(vec![entry.to_string()]))
+            .expression_attribute_values(":ttl", AttributeValue::N(expires.timestamp().to_string()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:UpdateItem (counter)", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get("entries"))
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn claim_burst(
+        &self,
+        key: &str,
+        chain_start: DateTime<Utc>,
+        until: DateTime<Utc>,
+        trigger: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("region", s(key))
+            .update_expression("SET alerted_until = :until, alerted_trigger = :trigger")
+            .condition_expression(
+                "attribute_not_exists(alerted_until) OR alerted_until < :start OR alerted_trigger = :trigger",
+            )
+            .expression_attribute_values(":until", AttributeValue::N(until.timestamp().to_string()))
+            .expression_attribute_values(
+                ":start",
+                AttributeValue::N(chain_start.timestamp().to_string()),
+            )
+            .expression_attribute_values(":trigger", s(trigger))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(store_error("dynamodb:UpdateItem (burst claim)", e)),
+        }
+    }
+
+    async fn drop_counter_entries(&self, key: &str, entries: &[String]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("region", s(key))
+            .update_expression("DELETE entries :e")
+            .expression_attribute_values(":e", AttributeValue::Ss(entries.to_vec()))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:UpdateItem (counter)", e))?;
+        Ok(())
+    }
+
     async fn dirty_dates(
         &self,
     ) -> Result<std::collections::BTreeMap<chrono::NaiveDate, u64>, StoreError> {

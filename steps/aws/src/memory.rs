@@ -224,6 +224,9 @@ struct ControlData {
     latest_export: Option<NaiveDate>,
     exports: BTreeMap<NaiveDate, ExportRecord>,
     dirty: BTreeMap<NaiveDate, u64>,
+    counters: HashMap<String, (std::collections::BTreeSet<String>, DateTime<Utc>)>,
+    /// Per counter: until when its last alerted burst reaches, and that burst's trigger.
+    burst_claims: HashMap<String, (DateTime<Utc>, String)>,
 }
 
 /// The control table.
@@ -286,6 +289,14 @@ impl MemoryControl {
     /// The newest exported date (`export#latest`).
     pub fn latest_export(&self) -> Option<NaiveDate> {
         lock(&self.data).latest_export
+    }
+
+    /// A counter's entries and expiry.
+    pub fn counter(&self, key: &str) -> Option<(Vec<String>, DateTime<Utc>)> {
+        lock(&self.data)
+            .counters
+            .get(key)
+            .map(|(entries, expires)| (entries.iter().cloned().collect(), *expires))
     }
 
     /// Who holds a lease, and until when (expired leases included).
@@ -428,6 +439,52 @@ impl ControlStore for MemoryControl {
             _ => Ok(false),
         }
     }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        entry: &str,
+        expires: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut data = lock(&self.data);
+        let counter = data
+            .counters
+            .entry(key.to_string())
+            .or_insert_with(|| (Default::default(), expires));
+        counter.0.insert(entry.to_string());
+        counter.1 = expires;
+        Ok(counter.0.iter().cloned().collect())
+    }
+
+    async fn claim_burst(
+        &self,
+        key: &str,
+        chain_start: DateTime<Utc>,
+        until: DateTime<Utc>,
+        trigger: &str,
+    ) -> Result<bool, StoreError> {
+        let mut data = lock(&self.data);
+        let free = match data.burst_claims.get(key) {
+            None => true,
+            Some((alerted_until, alerted_trigger)) => {
+                *alerted_until < chain_start || alerted_trigger == trigger
+            }
+        };
+        if free {
+            data.burst_claims
+                .insert(key.to_string(), (until, trigger.to_string()));
+        }
+        Ok(free)
+    }
+
+    async fn drop_counter_entries(&self, key: &str, entries: &[String]) -> Result<(), StoreError> {
+        if let Some(counter) = lock(&self.data).counters.get_mut(key) {
+            for e in entries {
+                counter.0.remove(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One object version.
@@ -461,6 +518,12 @@ impl MemoryObjects {
     /// How many versions an object has.
     pub fn versions(&self, key: &str) -> usize {
         lock(&self.objects).get(key).map_or(0, Vec::len)
+    }
+}
+
+impl ObjectReader for MemoryObjects {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(MemoryObjects::get(self, key).map(|o| o.bytes))
     }
 }
 

@@ -200,6 +200,34 @@ pub trait ControlStore: Send + Sync {
     fn dirty_dates(
         &self,
     ) -> impl Future<Output = Result<BTreeMap<NaiveDate, u64>, StoreError>> + Send;
+    /// Adds `entry` to the counter `key` (a set: adding an entry it holds changes nothing)
+    /// and keeps the counter until `expires`; returns every entry it holds after the add (one
+    /// atomic update, so of two callers adding at once the later sees both). Entries the caller
+    /// finds too old are removed with [`ControlStore::drop_counter_entries`].
+    fn add_to_counter(
+        &self,
+        key: &str,
+        entry: &str,
+        expires: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Claims the alert of a burst on a counter: succeeds when no burst alerted before covers
+    /// `chain_start` (its `alerted_until` is earlier) or when the claim is this burst's own
+    /// (`trigger`, so a retry or redrive claims again), and then records `until` and
+    /// `trigger`. A conditional update: of two callers finding overlapping bursts at once,
+    /// one wins.
+    fn claim_burst(
+        &self,
+        key: &str,
+        chain_start: DateTime<Utc>,
+        until: DateTime<Utc>,
+        trigger: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes entries from a counter (those the caller found too old to matter).
+    fn drop_counter_entries(
+        &self,
+        key: &str,
+        entries: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Clears a date's dirty mark if its sequence number is still `seq`; `false` when it was
     /// marked again since (the date stays dirty and is exported again).
     fn clear_dirty(
@@ -261,6 +289,13 @@ pub trait ObjectStore: Send + Sync {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Reading whole objects (the Sigma rules under `SIGMA_RULES`, docs/sigma.md), beside
+/// [`ObjectStore`]'s listing.
+pub trait ObjectReader: Send + Sync {
+    /// An object's bytes; `None` when it does not exist.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 }
 
 /// EC2 DescribeRegions.

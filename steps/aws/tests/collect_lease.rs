@@ -342,6 +342,26 @@ impl ControlStore for LeaseStoreDown {
     async fn clear_dirty(&self, date: NaiveDate, seq: u64) -> Result<bool, StoreError> {
         self.0.clear_dirty(date, seq).await
     }
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        entry: &str,
+        expires: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.0.add_to_counter(key, entry, expires).await
+    }
+    async fn claim_burst(
+        &self,
+        key: &str,
+        chain_start: DateTime<Utc>,
+        until: DateTime<Utc>,
+        trigger: &str,
+    ) -> Result<bool, StoreError> {
+        self.0.claim_burst(key, chain_start, until, trigger).await
+    }
+    async fn drop_counter_entries(&self, key: &str, entries: &[String]) -> Result<(), StoreError> {
+        self.0.drop_counter_entries(key, entries).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -356,6 +376,7 @@ async fn a_failing_lease_store_fails_the_sources_not_the_item() {
         control: &control,
         alerts: &world.alerts,
         objects: &world.objects,
+        sigma: &world.sigma,
     };
     let out = invoke(item("r"), &deps, MINUTE, now).await;
     let p = sts(&out);

@@ -4,6 +4,8 @@ use chrono::Duration;
 
 use crate::filter::{parse_role_patterns, EventFilter};
 use crate::normalize::NormalizeOptions;
+use crate::rules::login_failures::BurstSettings;
+use crate::sigma::RulesLocation;
 use crate::source::Source;
 
 /// A configuration value that cannot be used.
@@ -83,6 +85,12 @@ pub struct Settings {
     /// `EXPORT_PART_SIZE_BYTES`: export files larger than this are uploaded in parts of this
     /// size (one multipart upload: the object appears whole or not at all).
     pub export_part_size: u64,
+    /// `SIGMA_RULES`: where Collect reads the user's Sigma rules (an S3 prefix or a local
+    /// directory); `None`: only the built-in rules run (docs/sigma.md).
+    pub sigma_rules: Option<RulesLocation>,
+    /// The console-login burst: `LOGIN_FAILURE_THRESHOLD` failures within
+    /// `LOGIN_FAILURE_WINDOW_MINUTES`.
+    pub login_failures: BurstSettings,
 }
 
 /// CloudTrail keeps 90 days of event history.
@@ -176,6 +184,14 @@ impl Settings {
         let retention = number("RETENTION_DAYS", 0, 0, 36500)? as u32;
         let collect_time_budget =
             std::time::Duration::from_secs(number("COLLECT_TIME_BUDGET_SECONDS", 780, 1, 3600)?);
+        let sigma_rules = match get("SIGMA_RULES") {
+            None => None,
+            Some(v) => Some(RulesLocation::parse(&v).map_err(|reason| ConfigError {
+                name: "SIGMA_RULES",
+                value: v.clone(),
+                reason,
+            })?),
+        };
         Ok(Settings {
             events_table: get("EVENTS_TABLE").unwrap_or_else(|| "iamtrail-events".into()),
             control_table: get("CONTROL_TABLE").unwrap_or_else(|| "iamtrail-control".into()),
@@ -257,6 +273,13 @@ impl Settings {
                 1024,
                 5 * 1024 * 1024 * 1024,
             )?,
+            sigma_rules,
+            login_failures: BurstSettings {
+                threshold: number("LOGIN_FAILURE_THRESHOLD", 5, 1, 1000)? as usize,
+                window: Duration::minutes(
+                    number("LOGIN_FAILURE_WINDOW_MINUTES", 10, 1, 24 * 60)? as i64
+                ),
+            },
         })
     }
 
@@ -342,6 +365,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("Mars"), "{err}");
+    }
+
+    #[test]
+    fn sigma_rules_location() {
+        assert_eq!(settings(&[]).unwrap().sigma_rules, None);
+        assert_eq!(settings(&[("SIGMA_RULES", " ")]).unwrap().sigma_rules, None);
+        assert_eq!(
+            settings(&[("SIGMA_RULES", "s3://rules-bucket/sigma")])
+                .unwrap()
+                .sigma_rules,
+            Some(RulesLocation::S3 {
+                bucket: "rules-bucket".into(),
+                prefix: "sigma/".into()
+            })
+        );
+        assert_eq!(
+            settings(&[("SIGMA_RULES", "rules/sigma")])
+                .unwrap()
+                .sigma_rules,
+            Some(RulesLocation::Dir("rules/sigma".into()))
+        );
+        let err = settings(&[("SIGMA_RULES", "s3://Bad_Bucket/x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SIGMA_RULES") && err.contains("Bad_Bucket"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -322,6 +322,38 @@ impl<T: ControlStore> ControlStore for Faulty<T> {
         self.inner.mark_dirty(dates).await
     }
 
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        entry: &str,
+        expires: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        tokio::task::yield_now().await;
+        if self
+            .faults
+            .roll("counter 5xx", self.faults.rates.store_error)
+        {
+            return Err(Faults::error("dynamodb:UpdateItem (counter)"));
+        }
+        self.inner.add_to_counter(key, entry, expires).await
+    }
+
+    async fn claim_burst(
+        &self,
+        key: &str,
+        chain_start: DateTime<Utc>,
+        until: DateTime<Utc>,
+        trigger: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .claim_burst(key, chain_start, until, trigger)
+            .await
+    }
+    async fn drop_counter_entries(&self, key: &str, entries: &[String]) -> Result<(), StoreError> {
+        tokio::task::yield_now().await;
+        self.inner.drop_counter_entries(key, entries).await
+    }
+
     async fn dirty_dates(&self) -> Result<BTreeMap<NaiveDate, u64>, StoreError> {
         tokio::task::yield_now().await;
         self.inner.dirty_dates().await

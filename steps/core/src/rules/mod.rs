@@ -36,6 +36,7 @@ pub mod history;
 mod iam_policies;
 mod iam_users;
 mod identity_provider;
+pub mod login_failures;
 mod login_profile;
 pub mod policy;
 mod policy_version;
@@ -146,6 +147,9 @@ enum Logic {
     /// A check that also reads stored events (`history`): the calls that trigger it, the
     /// calls it reads.
     Known(&'static Reads, fn(&View, &History) -> Option<Hit>),
+    /// Decided over many events by Collect with a counter in the control table (see
+    /// `login_failures`): never fires on one event here.
+    Stateful,
 }
 
 /// One rule firing on one event.
@@ -163,7 +167,7 @@ pub struct AlertMatch {
 }
 
 /// Every rule, in evaluation order.
-static RULES: [Rule; 20] = [
+static RULES: &[Rule] = &[
     root::ROOT_ACTIVITY,
     iam_users::USER_CREATION,
     iam_policies::ADMIN_POLICY_ATTACHMENT,
@@ -184,11 +188,12 @@ static RULES: [Rule; 20] = [
     policy_version::POLICY_VERSION_ESCALATION,
     identity_provider::IDENTITY_PROVIDER_CHANGE,
     group_membership::ADMIN_GROUP_MEMBERSHIP,
+    login_failures::CONSOLE_LOGIN_FAILURES,
 ];
 
 /// Every rule, in evaluation order.
 pub fn rules() -> &'static [Rule] {
-    &RULES
+    RULES
 }
 
 /// The rule with this id.
@@ -228,6 +233,7 @@ pub fn evaluate_with(event: &NormalizedEvent, history: &History) -> Vec<AlertMat
                         None
                     }
                 }
+                Logic::Stateful => None,
             }?;
             Some(alert_match(&rule.info, hit, &view))
         })

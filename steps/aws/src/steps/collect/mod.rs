@@ -7,10 +7,12 @@
 //! - `slicing`: a source's window, worked through oldest slice first, and the checkpoint;
 //! - `lookup`: one rate-limited LookupEvents request, with its retries;
 //! - `store`: normalising, filtering and writing a slice's events, full records of poison
-//!   records to S3, dirty dates and alert queueing.
+//!   records to S3, dirty dates and alert queueing;
+//! - `bursts`: failed console logins counted into bursts (the one rule across events).
 //!
 //! Every retry loop pauses with [`crate::backoff::backoff`].
 
+mod bursts;
 mod lookup;
 mod slicing;
 mod store;
@@ -22,6 +24,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use iamtrail_core::contract::{Counts, Mode, SourceProgress, WorkItem};
 use iamtrail_core::metrics::collect_documents;
+use iamtrail_core::sigma::SigmaRules;
 use iamtrail_core::source::checkpoint_key;
 use iamtrail_core::{Settings, Source};
 use tokio::time::Instant;
@@ -44,6 +47,8 @@ pub struct CollectDeps<'a, S, E, C, A, O> {
     /// The analytics bucket: full records of events the events table cannot hold whole go
     /// under `raw-events/`.
     pub objects: &'a O,
+    /// The user's Sigma rules, evaluated beside the built-in rules (empty: none; docs/sigma.md).
+    pub sigma: &'a SigmaRules,
 }
 
 /// Runs Collect for one work item until every source is done, the time budget nears its end,

@@ -8,7 +8,8 @@
 //!    kept in S3 and is written again in a minimal form (or, if even that is rejected, lives
 //!    only in S3 and is counted as `rejected`), so no record ever blocks its source;
 //! 4. the dates of the stored events are marked dirty for the export;
-//! 5. the stored events' rule matches are queued in the alert outbox.
+//! 5. the stored events' rule matches are queued in the alert outbox, and failed console
+//!    logins are counted into bursts (`bursts`).
 //!
 //! Any write that still fails after its retries fails the slice: the checkpoint stays where it
 //! was and the next run reads the slice again (every write is idempotent).
@@ -19,7 +20,7 @@ use chrono::NaiveDate;
 use iamtrail_core::contract::Counts;
 use iamtrail_core::filter::FilterReason;
 use iamtrail_core::lookup::{lookup_item, LookupFields, Outcome};
-use iamtrail_core::outbox::{alert_record, is_alertable};
+use iamtrail_core::outbox::{alert_record, is_alertable, sigma_alert_record, AlertRecord};
 use iamtrail_core::raw::{minimal_item, raw_key};
 use iamtrail_core::record::{format_time, parse_time};
 use iamtrail_core::rules::{evaluate_with, history, History};
@@ -113,6 +114,7 @@ where
             .map(|(_, item)| item)
             .collect();
         self.queue_alerts(&stored, &mut counts).await?;
+        self.count_login_failures(&stored, &mut counts).await?;
         Ok(counts)
     }
 
@@ -195,8 +197,8 @@ where
         Ok(key)
     }
 
-    /// Evaluates the rules on stored events and queues each match in the outbox (a
-    /// conditional put: an (event, rule) already queued is left alone). A write that still
+    /// Evaluates the rules, built-in and Sigma, on stored events and queues each match in the
+    /// outbox (a conditional put: an (event, rule) already queued is left alone). A write that still
     /// fails after retries fails the slice like a failed event write: the checkpoint stays, so
     /// the next run reads the events again and queues the alert then.
     async fn queue_alerts(
@@ -216,17 +218,34 @@ where
         let history = self.history(&alertable, items).await?;
         for item in alertable {
             for m in evaluate_with(item, &history) {
-                let record = alert_record(&m, item, now);
-                let what = format!("queueing alert {} for {}", m.rule_id, item.event_id);
-                let queued = retry_store(&what, ALERT_WRITE_ATTEMPTS, || {
-                    self.deps.alerts.enqueue(&record)
-                })
-                .await
-                .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
-                if queued {
-                    counts.alerts_queued += 1;
-                }
+                self.enqueue_alert(&alert_record(&m, item, now), counts)
+                    .await?;
             }
+            // The user's Sigma rules (docs/sigma.md): their matches take the same outbox.
+            let outcome = self.deps.sigma.evaluate_all(item);
+            for m in &outcome.matches {
+                self.enqueue_alert(&sigma_alert_record(m, item, now), counts)
+                    .await?;
+            }
+            for failure in &outcome.failures {
+                tracing::error!(region = %self.region, event_id = %item.event_id,
+                    rule = %failure.id, file = %failure.file, error = %failure.message,
+                    "a Sigma rule failed on an event; the other rules were evaluated");
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one alert (a conditional put: an (event, rule) already queued is left alone).
+    async fn enqueue_alert(&self, record: &AlertRecord, counts: &mut Counts) -> Result<(), Stop> {
+        let what = format!("queueing alert {} for {}", record.rule_id, record.event_id);
+        let queued = retry_store(&what, ALERT_WRITE_ATTEMPTS, || {
+            self.deps.alerts.enqueue(record)
+        })
+        .await
+        .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
+        if queued {
+            counts.alerts_queued += 1;
         }
         Ok(())
     }
