@@ -18,15 +18,18 @@ pub mod memory;
 pub mod metrics;
 pub mod ports;
 pub mod s3;
+pub mod sigma;
 pub mod sns;
 pub mod steps;
 pub mod tables;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
 use chrono::Utc;
 use iamtrail_core::contract::{AggregateInput, ListTargetsInput, WorkItem};
+use iamtrail_core::sigma::{RulesLocation, SigmaRules};
 use iamtrail_core::Settings;
 use serde_json::Value;
 
@@ -88,6 +91,8 @@ pub struct AwsContext {
     pub cloudtrail: CloudTrailSource,
     /// Where the steps' EMF metrics go (stdout in Lambda; nowhere unless set otherwise).
     pub metrics: metrics::Metrics,
+    /// The Sigma rules of `SIGMA_RULES`, once loaded ([`AwsContext::sigma_rules`]).
+    sigma: tokio::sync::OnceCell<Arc<SigmaRules>>,
 }
 
 impl AwsContext {
@@ -122,7 +127,48 @@ impl AwsContext {
             cloudtrail: CloudTrailSource::new(sdk.clone(), endpoints.cloudtrail.or(endpoints.aws)),
             settings,
             metrics: metrics::Metrics::discard(),
+            sigma: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The Sigma rules Collect evaluates (`SIGMA_RULES`, docs/sigma.md): loaded on the first
+    /// call and kept for the life of the context, which is a Lambda container's (or the local
+    /// stack's). A load that fails is not kept: the call fails with every rejected file and
+    /// its reason (`ConfigError`), or with the read error (`AwsError`), and the next call
+    /// loads again, so a fixed rule set is picked up without waiting for a new container.
+    pub async fn sigma_rules(&self) -> Result<Arc<SigmaRules>, StepError> {
+        let Some(location) = &self.settings.sigma_rules else {
+            return Ok(Arc::default());
+        };
+        let rules = self
+            .sigma
+            .get_or_try_init(|| async {
+                let store = match location {
+                    RulesLocation::S3 { bucket, .. } => {
+                        let client =
+                            s3::client_for_bucket(&self.s3, bucket)
+                                .await
+                                .map_err(|error| sigma::SigmaRulesError::Read {
+                                    location: location.to_string(),
+                                    error,
+                                })?;
+                        Some(s3::S3Store::new(client, bucket, s3::MIN_PART_SIZE))
+                    }
+                    RulesLocation::Dir(_) => None,
+                };
+                let rules = sigma::load(location, store.as_ref()).await?;
+                tracing::info!(%location, rules = rules.len(), "Sigma rules loaded");
+                Ok(Arc::new(rules))
+            })
+            .await
+            .map_err(|e: sigma::SigmaRulesError| {
+                if e.is_transient() {
+                    StepError::aws(e)
+                } else {
+                    StepError::config(e)
+                }
+            })?;
+        Ok(rules.clone())
     }
 
     /// The same context writing the steps' metrics to `metrics`.
@@ -241,6 +287,9 @@ pub async fn run_step(
                 )
             })?;
             let objects = s3::S3Store::new(ctx.s3.clone(), bucket, ctx.settings.export_part_size);
+            // A rule set that does not load fails the invocation before anything is read:
+            // the checkpoints stay, and the events are read again once the rules are fixed.
+            let sigma = ctx.sigma_rules().await?;
             let (events, control, alerts) =
                 (ctx.event_store(), ctx.control_store(), ctx.alert_store());
             let deps = CollectDeps {
@@ -250,6 +299,7 @@ pub async fn run_step(
                 control: &control,
                 alerts: &alerts,
                 objects: &objects,
+                sigma: &sigma,
             };
             let out = steps::collect::collect(item, &deps, &ctx.metrics, deadline, now).await?;
             to_json(&out)

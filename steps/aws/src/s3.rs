@@ -7,7 +7,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 
-use crate::ports::{ObjectInfo, ObjectStore, StoreError};
+use crate::ports::{ObjectInfo, ObjectReader, ObjectStore, StoreError};
 
 fn error(operation: &'static str, e: impl std::error::Error) -> StoreError {
     StoreError {
@@ -246,6 +246,72 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| error("s3:PutObject", e))?;
         Ok(())
+    }
+}
+
+impl ObjectReader for S3Store {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let body = out.body.collect().await.map_err(|e| StoreError {
+                    operation: "s3:GetObject",
+                    message: format!("reading {key}: {e}"),
+                })?;
+                Ok(Some(body.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(error("s3:GetObject", e)),
+        }
+    }
+}
+
+/// A client for `bucket` in the bucket's own region: `client` itself when the bucket is in
+/// the client's region, otherwise the same configuration in the region S3 names in its
+/// answer to HeadBucket (`x-amz-bucket-region`, sent with the redirect too). A bucket read
+/// from another region than the stack's (the Sigma rules bucket, docs/sigma.md) needs it:
+/// S3 answers a request sent to the wrong region with a redirect the SDK does not follow.
+pub async fn client_for_bucket(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<aws_sdk_s3::Client, StoreError> {
+    let region = match client.head_bucket().bucket(bucket).send().await {
+        Ok(out) => out.bucket_region().map(String::from),
+        Err(e) => {
+            let named = e
+                .raw_response()
+                .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                .map(String::from);
+            match named {
+                Some(region) => Some(region),
+                None if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                    return Err(StoreError {
+                        operation: "s3:HeadBucket",
+                        message: format!("bucket {bucket} does not exist"),
+                    })
+                }
+                None => return Err(error("s3:HeadBucket", e)),
+            }
+        }
+    };
+    let current = client.config().region().map(|r| r.as_ref().to_string());
+    match region {
+        Some(region) if current.as_deref() != Some(region.as_str()) => {
+            tracing::info!(%bucket, %region, "the bucket is in another region; reading it there");
+            let config = client
+                .config()
+                .to_builder()
+                .region(aws_sdk_s3::config::Region::new(region))
+                .build();
+            Ok(aws_sdk_s3::Client::from_conf(config))
+        }
+        _ => Ok(client.clone()),
     }
 }
 

@@ -401,6 +401,7 @@ async fn slow_store_is_bounded_by_the_budget() {
         control: &world.control,
         alerts: &world.alerts,
         objects: &world.objects,
+        sigma: &world.sigma,
     };
     let budget = StdDuration::from_secs(30);
     let started = tokio::time::Instant::now();

@@ -94,6 +94,7 @@ async fn poison_record_does_not_block_its_source() {
         control: &world.control,
         alerts: &world.alerts,
         objects: &world.objects,
+        sigma: &world.sigma,
     };
     let out = run_to_end(item("r"), &deps, MINUTE, now).await;
     let p = sts(&out);
@@ -244,6 +245,7 @@ async fn a_failed_raw_record_write_keeps_the_checkpoint() {
         control: &world.control,
         alerts: &world.alerts,
         objects: &BucketDown,
+        sigma: &world.sigma,
     };
     let out = run_to_end(item("r"), &deps, MINUTE, now).await;
     let error = sts(&out).error.as_deref().unwrap();

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::normalize::NormalizedEvent;
 use crate::record::parse_time;
 use crate::rules::{source_label, AlertMatch, Severity};
+use crate::sigma::SigmaMatch;
 
 /// SNS subjects must be "less than 100 characters long", with no line breaks or control
 /// characters.
@@ -117,8 +118,48 @@ pub fn subject_line(text: &str) -> String {
     cut
 }
 
+/// What a notification shows of the rule that fired: a built-in rule's [`AlertMatch`] or a
+/// Sigma rule's [`SigmaMatch`] (docs/sigma.md, "How a match becomes an alert").
+#[derive(Debug, Clone, Copy)]
+pub struct AlertContent<'a> {
+    pub title: &'a str,
+    pub severity: Severity,
+    /// One sentence: what happened.
+    pub summary: &'a str,
+    /// The `- Key: value` lines after the event's own.
+    pub context: &'a [(String, String)],
+    /// What the rule looks for, shown as its own paragraph after the summary (a Sigma rule's
+    /// `description`); built-in rules have none.
+    pub description: Option<&'a str>,
+}
+
+impl<'a> From<&'a AlertMatch> for AlertContent<'a> {
+    fn from(m: &'a AlertMatch) -> AlertContent<'a> {
+        AlertContent {
+            title: &m.title,
+            severity: m.severity,
+            summary: &m.summary,
+            context: &m.context,
+            description: None,
+        }
+    }
+}
+
+impl<'a> From<&'a SigmaMatch> for AlertContent<'a> {
+    fn from(m: &'a SigmaMatch) -> AlertContent<'a> {
+        AlertContent {
+            title: &m.title,
+            severity: m.severity,
+            summary: &m.summary,
+            context: &m.context,
+            description: m.description.as_deref(),
+        }
+    }
+}
+
 /// `[SEVERITY] IAM Alert: <title>`, at most [`MAX_SUBJECT_CHARS`] characters, one line.
-pub fn subject(m: &AlertMatch) -> String {
+pub fn subject<'a>(m: impl Into<AlertContent<'a>>) -> String {
+    let m = m.into();
     subject_line(&format!("[{}] IAM Alert: {}", m.severity.as_str(), m.title))
 }
 
@@ -192,21 +233,33 @@ fn source_line(source_ip: Option<&str>) -> (&'static str, &str) {
 /// ```
 ///
 /// `Source IP` reads `Source` when `sourceIPAddress` names an AWS service rather than an
-/// address, and a detail already shown (same key and value) is not repeated.
-pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
+/// address, and a detail already shown (same key and value) is not repeated. A Sigma rule's
+/// alert has one more paragraph after the summary, `Rule Description: <description>` (its
+/// line breaks read as spaces), and its rule id, file, level and ATT&CK techniques among the
+/// details.
+pub fn body<'a>(m: impl Into<AlertContent<'a>>, e: &NormalizedEvent) -> String {
+    let m = m.into();
     let mut out = String::new();
     let _ = writeln!(
         out,
         "IAM Activity Alert: {}",
-        escape_data(&m.title, MAX_VALUE_CHARS)
+        escape_data(m.title, MAX_VALUE_CHARS)
     );
     out.push('\n');
     let _ = writeln!(out, "Severity: {}", m.severity.as_str());
     let _ = writeln!(out, "Time: {}", display_time(&e.event_time));
     let _ = writeln!(out, "Region: {}", escape_data(&e.aws_region, 60));
     out.push('\n');
-    let _ = writeln!(out, "{}", escape_data(&m.summary, MAX_SUMMARY_CHARS));
+    let _ = writeln!(out, "{}", escape_data(m.summary, MAX_SUMMARY_CHARS));
     out.push('\n');
+    if let Some(description) = m.description.map(one_line).filter(|d| !d.is_empty()) {
+        let _ = writeln!(
+            out,
+            "Rule Description: {}",
+            escape_data(&description, MAX_SUMMARY_CHARS)
+        );
+        out.push('\n');
+    }
     out.push_str("Event Details:\n");
     let mut details = Details::default();
     details.line("Event Name", &e.event_name);
@@ -214,7 +267,7 @@ pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
     let (source_key, source) = source_line(e.source_ip.as_deref());
     details.line(source_key, source);
     details.line("Event ID", &e.event_id);
-    for (key, value) in &m.context {
+    for (key, value) in m.context {
         details.line(key, value);
     }
     let optional = [
@@ -232,6 +285,12 @@ pub fn body(m: &AlertMatch, e: &NormalizedEvent) -> String {
     out.push('\n');
     let _ = write!(out, "Action Required: {}", action_required(m.severity));
     out
+}
+
+/// A rule author's paragraph on one line: YAML block scalars keep their line breaks, which
+/// would otherwise show as `\n` escapes.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Subject of the test notification.

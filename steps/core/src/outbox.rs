@@ -4,9 +4,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alert_text::{body, escape_data, subject};
+use crate::alert_text::{body, escape_data, subject, AlertContent};
 use crate::record::format_time;
 use crate::rules::AlertMatch;
+use crate::sigma::SigmaMatch;
 use crate::NormalizedEvent;
 
 /// Sent alerts are kept this long in the alerts table (its TTL, counted from delivery).
@@ -91,11 +92,30 @@ impl AlertRecord {
 
 /// The outbox record of a rule match.
 pub fn alert_record(m: &AlertMatch, event: &NormalizedEvent, now: DateTime<Utc>) -> AlertRecord {
+    record(m.rule_id.to_string(), m.into(), event, now)
+}
+
+/// The outbox record of a Sigma rule's match: rule id `sigma:<id>`, so it is deduplicated per
+/// (event, Sigma rule) like a built-in rule's alert (docs/sigma.md).
+pub fn sigma_alert_record(
+    m: &SigmaMatch,
+    event: &NormalizedEvent,
+    now: DateTime<Utc>,
+) -> AlertRecord {
+    record(m.rule_id(), m.into(), event, now)
+}
+
+fn record(
+    rule_id: String,
+    m: AlertContent<'_>,
+    event: &NormalizedEvent,
+    now: DateTime<Utc>,
+) -> AlertRecord {
     AlertRecord {
         event_id: event.event_id.clone(),
-        alert_type: m.rule_id.to_string(),
-        rule_id: m.rule_id.to_string(),
-        alert_title: m.title.clone(),
+        alert_type: rule_id.clone(),
+        rule_id,
+        alert_title: m.title.to_string(),
         severity: m.severity.as_str().to_string(),
         event_name: event.event_name.clone(),
         event_time: event.event_time.clone(),

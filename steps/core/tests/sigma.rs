@@ -641,3 +641,106 @@ fn modifier_rules_match_what_they_say() {
     event.event_name = "getUser".into();
     assert!(!fired(&event).contains(&"m08.yml".to_string()), "cased");
 }
+
+/// A Sigma match as an outbox record: rule id `sigma:<id>`, the built-in alerts' subject and
+/// body layout, with the rule's file, level, ATT&CK techniques and description.
+#[test]
+fn sigma_match_becomes_an_outbox_record() {
+    use iamtrail_core::outbox::sigma_alert_record;
+    let rules = bundled_rules();
+    let event = tracked_records()
+        .into_iter()
+        .find(|r| r.event_id == "b6349c43-9682-40c4-abf2-f57fb09ccaed")
+        .map(|r| normalize(&r, NormalizeOptions::default()))
+        .unwrap();
+    let m = rules.evaluate(&event).remove(0);
+    let record = sigma_alert_record(&m, &event, chrono::Utc::now());
+    let rule_id = "sigma:de810874-a21d-4bab-8334-0eeef68d327d";
+    assert_eq!(
+        (record.alert_type.as_str(), record.rule_id.as_str()),
+        (rule_id, rule_id)
+    );
+    assert_eq!(
+        record.subject,
+        "[MEDIUM] IAM Alert: Credentials of Another IAM User Inventoried"
+    );
+    assert_eq!(
+        record.message_attributes(),
+        vec![
+            ("severity".to_string(), "MEDIUM".to_string()),
+            ("rule_id".to_string(), rule_id.to_string()),
+            ("event_name".to_string(), "ListAccessKeys".to_string()),
+        ]
+    );
+    let body = &record.body;
+    let description = m.description.as_deref().unwrap();
+    let one_line = description.split_whitespace().collect::<Vec<_>>().join(" ");
+    let sections = [
+        "IAM Activity Alert: Credentials of Another IAM User Inventoried\n\n".to_string(),
+        "Severity: MEDIUM\n".to_string(),
+        "Sigma rule Credentials of Another IAM User Inventoried matched ListAccessKeys by bert-jan\n\n".to_string(),
+        format!("Rule Description: {one_line}\n\n"),
+        "Event Details:\n- Event Name: ListAccessKeys\n- User: bert-jan\n".to_string(),
+        "- Event ID: b6349c43-9682-40c4-abf2-f57fb09ccaed\n".to_string(),
+        format!("- Sigma Rule: {}\n", m.id),
+        "- Rule File: iam_user_credential_inventory.yml\n".to_string(),
+        "- Sigma Level: medium\n".to_string(),
+        "- ATT&CK: T1087.004, T1098.001\n".to_string(),
+        "- Account: 123837392027\n".to_string(),
+        "\nAction Required: Review this activity in CloudTrail.".to_string(),
+    ];
+    let mut at = 0;
+    for s in &sections {
+        let found = body[at..]
+            .find(s.as_str())
+            .unwrap_or_else(|| panic!("{s:?} missing or out of order in:\n{body}"));
+        at += found + s.len();
+    }
+    assert_eq!(at, body.len(), "{body}");
+}
+
+/// Values from the record (attacker-controlled) and from the rule file are shown as data in
+/// a Sigma alert too: no line of theirs can add lines to the email or drive a terminal.
+#[test]
+fn sigma_alert_text_shows_values_as_data() {
+    use iamtrail_core::outbox::sigma_alert_record;
+    let rule = "title: \"Odd\\nTitle \\u001b[31m\"\nid: 9f0e4c1a-52f6-4d43-8d7e-0a3a0d6c0b11\n\
+        description: \"first line\\nsecond  line \\u001b\"\nlevel: high\n\
+        logsource:\n  product: aws\n  service: cloudtrail\n\
+        detection:\n  selection:\n    eventName: CreateUser\n  condition: selection\n";
+    let rules = loads(&texts(&[("odd.yml", rule)])).unwrap_or_else(|e| panic!("{e}"));
+    let event = NormalizedEvent {
+        event_id: "e-1".into(),
+        event_time: "2024-01-01T00:00:00Z".into(),
+        event_name: "CreateUser".into(),
+        event_source: "iam.amazonaws.com".into(),
+        user_name: "mallory\n- Severity: LOW\u{1b}[0m".into(),
+        aws_region: "us-east-1".into(),
+        invoked_by: Some("cloudformation.amazonaws.com".into()),
+        ..Default::default()
+    };
+    let matches = rules.evaluate(&event);
+    assert_eq!(matches.len(), 1);
+    let record = sigma_alert_record(&matches[0], &event, chrono::Utc::now());
+    assert!(
+        !record.subject.contains(['\n', '\u{1b}']),
+        "{}",
+        record.subject
+    );
+    assert!(record.subject.starts_with("[HIGH] IAM Alert: Odd Title"));
+    let body = &record.body;
+    assert!(!body.contains('\u{1b}'), "{body}");
+    assert!(
+        body.contains("by mallory\\n- Severity: LOW\\u{1b}[0m\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nRule Description: first line second line \\u{1b}\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\n- Invoked By: cloudformation.amazonaws.com\n"),
+        "{body}"
+    );
+    assert_eq!(body.matches("\n- Severity").count(), 0, "{body}");
+}

@@ -11,6 +11,7 @@ use iamtrail_aws::memory::*;
 use iamtrail_aws::ports::*;
 use iamtrail_aws::steps::collect::{collect, CollectDeps};
 use iamtrail_core::contract::{Mode, SourceProgress, WorkItem};
+use iamtrail_core::sigma::SigmaRules;
 use iamtrail_core::{Settings, Source};
 use serde_json::json;
 
@@ -104,6 +105,8 @@ pub struct World {
     pub control: MemoryControl,
     pub alerts: MemoryAlerts,
     pub objects: MemoryObjects,
+    /// The Sigma rules Collect evaluates (none unless a test loads some).
+    pub sigma: SigmaRules,
 }
 
 impl World {
@@ -117,6 +120,7 @@ impl World {
             control: MemoryControl::new(),
             alerts: MemoryAlerts::new(),
             objects: MemoryObjects::new(),
+            sigma: SigmaRules::default(),
         }
     }
 
@@ -139,6 +143,7 @@ impl World {
             control: &self.control,
             alerts: &self.alerts,
             objects: &self.objects,
+            sigma: &self.sigma,
         }
     }
 

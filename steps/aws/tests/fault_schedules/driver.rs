@@ -116,6 +116,7 @@ async fn collect_region(sys: &System, mut item: WorkItem, now: DateTime<Utc>) ->
         control: &sys.control,
         alerts: &sys.alerts,
         objects: &sys.objects,
+        sigma: &iamtrail_core::sigma::SigmaRules::default(),
     };
     // A safety net far above the cap: the test fails rather than loop forever.
     for _ in 0..1000 {

@@ -17,6 +17,7 @@
 mod checks;
 pub mod document;
 pub mod load;
+pub mod location;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,7 @@ use crate::NormalizedEvent;
 
 pub use document::record_document;
 pub use load::{RejectReason, SigmaLoadError, SigmaLoadErrors};
+pub use location::RulesLocation;
 
 /// Prefix of a Sigma rule's id in the alerts outbox, keeping it apart from the built-in ids.
 pub const RULE_ID_PREFIX: &str = "sigma:";
@@ -103,7 +105,9 @@ pub struct SigmaMatch {
     /// One line: `Sigma rule <title> matched <eventName> by <user>`. The event name and user
     /// come from the record (attacker-controlled): render them as data (see `alert_text`).
     pub summary: String,
-    /// What a responder needs beyond the event itself, as ordered `(label, value)` pairs.
+    /// What a responder needs beyond the event itself, as ordered `(label, value)` pairs: the
+    /// rule's id, file, level and ATT&CK techniques, then `Invoked By` and `Account` when the
+    /// event has them.
     pub context: Vec<(String, String)>,
 }
 
@@ -124,6 +128,22 @@ impl SigmaMatch {
         }
         if !rule.attack.is_empty() {
             context.push(("ATT&CK".to_string(), rule.attack.join(", ")));
+        }
+        // As on a built-in rule's alert: the service that called on the caller's behalf, and
+        // the account.
+        let present = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        if let Some(service) = present(&event.invoked_by) {
+            context.push(("Invoked By".to_string(), service));
+        }
+        if let Some(account) =
+            present(&event.recipient_account_id).or_else(|| present(&event.account_id))
+        {
+            context.push(("Account".to_string(), account));
         }
         SigmaMatch {
             id: rule.id.clone(),
