@@ -1123,3 +1123,243 @@ fn default_lifecycle_keeps_the_parquet_history_queryable() {
     }
     assert!(classes("deep-archive").contains(&("DEEP_ARCHIVE".to_string(), 365.0)));
 }
+
+// ---- Sigma rules: SigmaRulesUri, SIGMA_RULES and the Collect role's read of the rules -------
+
+/// CloudFormation's functions as far as the Collect role's Sigma policy uses them, for given
+/// parameter values: `!Ref` (a parameter, `AWS::Partition`, `AWS::NoValue`), `!Sub` (with or
+/// without variables), `!Select`, `!Split`, `!Join`, `!If` and the conditions (`!Equals`,
+/// `!Not`) it names, each as CloudFormation evaluates them. `None` is `AWS::NoValue`.
+struct Cfn<'a> {
+    template: &'a Value,
+    params: HashMap<String, String>,
+}
+
+impl Cfn<'_> {
+    fn condition(&self, name: &str) -> bool {
+        let c = &self.template["Conditions"][name];
+        assert!(!c.is_null(), "no condition {name}");
+        self.truth(c)
+    }
+
+    fn truth(&self, v: &Value) -> bool {
+        let Value::Tagged(t) = v else {
+            panic!("not a condition: {v:?}")
+        };
+        let args = t.value.as_sequence();
+        match t.tag.to_string().as_str() {
+            "!Equals" => {
+                let args = args.unwrap();
+                self.text(&args[0]) == self.text(&args[1])
+            }
+            "!Not" => !self.truth(&args.unwrap()[0]),
+            "!Condition" => self.condition(&s(&t.value)),
+            other => panic!("condition {other} is not supported here"),
+        }
+    }
+
+    fn text(&self, v: &Value) -> String {
+        match self.eval(v) {
+            Some(Value::String(s)) => s,
+            Some(Value::Number(n)) => n.to_string(),
+            other => panic!("{v:?} is not text: {other:?}"),
+        }
+    }
+
+    fn list(&self, v: &Value) -> Vec<String> {
+        match self.eval(v) {
+            Some(Value::Sequence(items)) => items.iter().map(s).collect(),
+            other => panic!("{v:?} is not a list: {other:?}"),
+        }
+    }
+
+    fn sub(&self, text: &str, vars: &HashMap<String, String>) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').unwrap() + start;
+            let name = &rest[start + 2..end];
+            let value = vars
+                .get(name)
+                .or_else(|| self.params.get(name))
+                .cloned()
+                .or_else(|| (name == "AWS::Partition").then(|| "aws".to_string()))
+                .unwrap_or_else(|| panic!("!Sub: ${{{name}}} is not supported here"));
+            out.push_str(&value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn eval(&self, v: &Value) -> Option<Value> {
+        let Value::Tagged(t) = v else {
+            return Some(match v {
+                Value::Sequence(items) => {
+                    Value::Sequence(items.iter().filter_map(|i| self.eval(i)).collect())
+                }
+                Value::Mapping(m) => Value::Mapping(
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), self.eval(v)?)))
+                        .collect(),
+                ),
+                other => other.clone(),
+            });
+        };
+        let args = t.value.as_sequence();
+        let arg = |i: usize| &args.unwrap_or_else(|| panic!("{}: a list", t.tag))[i];
+        let text = |s: String| Some(Value::String(s));
+        match t.tag.to_string().as_str() {
+            "!Ref" => match s(&t.value).as_str() {
+                "AWS::NoValue" => None,
+                "AWS::Partition" => text("aws".into()),
+                name => text(self.params[name].clone()),
+            },
+            "!Sub" => match &t.value {
+                Value::String(template) => text(self.sub(template, &HashMap::new())),
+                _ => {
+                    let vars = arg(1)
+                        .as_mapping()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (s(k), self.text(v)))
+                        .collect();
+                    text(self.sub(&s(arg(0)), &vars))
+                }
+            },
+            "!Select" => {
+                let index: usize = self.text(arg(0)).parse().unwrap();
+                let list = self.list(arg(1));
+                assert!(
+                    index < list.len(),
+                    "!Select {index} of {list:?}: out of range"
+                );
+                text(list[index].clone())
+            }
+            "!Split" => Some(Value::Sequence(
+                self.text(arg(1))
+                    .split(s(arg(0)).as_str())
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
+            )),
+            "!Join" => text(self.list(arg(1)).join(&s(arg(0)))),
+            "!If" => self.eval(arg(if self.condition(&s(arg(0))) { 1 } else { 2 })),
+            other => panic!("{other} is not supported here"),
+        }
+    }
+}
+
+/// The Collect role's policies that depend on a condition, evaluated for one SigmaRulesUri.
+fn sigma_policies(template: &Value, uri: &str) -> Vec<Value> {
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (name, p) in template["Parameters"].as_mapping().unwrap() {
+        let default = match untag(&p["Default"]) {
+            Value::Number(n) => n.to_string(),
+            Value::Null => String::new(),
+            other => s(other),
+        };
+        params.insert(s(name), default);
+    }
+    params.insert("SigmaRulesUri".into(), uri.into());
+    let cfn = Cfn { template, params };
+    template["Resources"]["CollectRole"]["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|p| matches!(p, Value::Tagged(_)))
+        .filter_map(|p| cfn.eval(p))
+        .collect()
+}
+
+/// `SigmaRulesUri` reaches Collect, and only Collect, as `SIGMA_RULES`; when it is set, the
+/// Collect role may read the rule objects under its prefix and list that prefix, nothing more
+/// of the bucket; the parameter's pattern accepts exactly what the step can read.
+#[test]
+fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
+    use iamtrail_core::sigma::RulesLocation;
+    let template = load_template();
+    let parameter = &template["Parameters"]["SigmaRulesUri"];
+    assert_eq!(s(&parameter["Default"]), "");
+    let collect = &template["Resources"]["CollectFunction"]["Properties"];
+    assert_eq!(
+        show(&collect["Environment"]["Variables"]["SIGMA_RULES"]),
+        "!Ref SigmaRulesUri"
+    );
+    assert!(template["Globals"]["Function"]["Environment"]["Variables"]["SIGMA_RULES"].is_null());
+    for (id, r) in template["Resources"].as_mapping().unwrap() {
+        if s(id) != "CollectFunction" {
+            assert!(
+                r["Properties"]["Environment"]["Variables"]["SIGMA_RULES"].is_null(),
+                "{} gets SIGMA_RULES",
+                s(id)
+            );
+        }
+    }
+
+    let pattern = regex::Regex::new(&s(&parameter["AllowedPattern"])).unwrap();
+    for bad in [
+        "s3://rules-bucket/a/b/c/d/",
+        "s3://Rules_Bucket/sigma/",
+        "s3://rules-bucket/sigma*/",
+        "s3://rules-bucket//sigma/",
+        "s3://rules-bucket/${aws:username}/",
+        "https://rules-bucket.s3.amazonaws.com/sigma/",
+        "rules/sigma",
+    ] {
+        assert!(!pattern.is_match(bad), "the pattern accepts {bad}");
+    }
+
+    assert!(
+        sigma_policies(&template, "").is_empty(),
+        "no Sigma grant without SigmaRulesUri"
+    );
+    for uri in [
+        "s3://rules-bucket/team/sigma/",
+        "s3://rules-bucket/sigma",
+        "s3://rules-bucket/a/b/c/",
+        "s3://rules-bucket/a.b/c=d/e",
+        "s3://rules-bucket/",
+        "s3://rules-bucket",
+    ] {
+        assert!(pattern.is_match(uri), "the pattern refuses {uri}");
+        let Ok(RulesLocation::S3 { bucket, prefix }) = RulesLocation::parse(uri) else {
+            panic!("SIGMA_RULES={uri} is not an S3 location");
+        };
+        let policies = sigma_policies(&template, uri);
+        assert_eq!(policies.len(), 1, "{uri}");
+        let statements = policies[0]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap();
+        let mut granted = Vec::new();
+        for st in statements {
+            assert_eq!(s(&st["Effect"]), "Allow");
+            let condition = match &st["Condition"] {
+                Value::Null => None,
+                c => {
+                    let like = c["StringLike"].as_mapping().unwrap();
+                    assert_eq!(like.len(), 1, "{uri}: one condition key");
+                    Some(s(&c["StringLike"]["s3:prefix"]))
+                }
+            };
+            granted.push((s(&st["Action"]), s(&st["Resource"]), condition));
+        }
+        let expected_list = (!prefix.is_empty()).then(|| format!("{prefix}*"));
+        assert_eq!(
+            granted,
+            [
+                (
+                    "s3:GetObject".to_string(),
+                    format!("arn:aws:s3:::{bucket}/{prefix}*"),
+                    None
+                ),
+                (
+                    "s3:ListBucket".to_string(),
+                    format!("arn:aws:s3:::{bucket}"),
+                    expected_list
+                ),
+            ],
+            "{uri}"
+        );
+    }
+}

@@ -144,14 +144,13 @@ impl AwsContext {
             .sigma
             .get_or_try_init(|| async {
                 let store = match location {
-                    RulesLocation::S3 { bucket, .. } => {
-                        let client =
-                            s3::client_for_bucket(&self.s3, bucket)
-                                .await
-                                .map_err(|error| sigma::SigmaRulesError::Read {
-                                    location: location.to_string(),
-                                    error,
-                                })?;
+                    RulesLocation::S3 { bucket, prefix } => {
+                        let client = s3::client_for_prefix(&self.s3, bucket, prefix)
+                            .await
+                            .map_err(|error| sigma::SigmaRulesError::Read {
+                                location: location.to_string(),
+                                error,
+                            })?;
                         Some(s3::S3Store::new(client, bucket, s3::MIN_PART_SIZE))
                     }
                     RulesLocation::Dir(_) => None,

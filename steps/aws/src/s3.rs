@@ -272,47 +272,46 @@ impl ObjectReader for S3Store {
     }
 }
 
-/// A client for `bucket` in the bucket's own region: `client` itself when the bucket is in
-/// the client's region, otherwise the same configuration in the region S3 names in its
-/// answer to HeadBucket (`x-amz-bucket-region`, sent with the redirect too). A bucket read
-/// from another region than the stack's (the Sigma rules bucket, docs/sigma.md) needs it:
-/// S3 answers a request sent to the wrong region with a redirect the SDK does not follow.
-pub async fn client_for_bucket(
+/// A client for reading `prefix` of `bucket` in the bucket's own region: `client` itself when
+/// the bucket is in the client's region, otherwise the same configuration in the region S3
+/// names in the `x-amz-bucket-region` header of its redirect. A bucket read from another region
+/// than the stack's (the Sigma rules bucket, docs/sigma.md) needs it: S3 answers a request
+/// sent to the wrong region with a redirect the SDK does not follow. The probe is a
+/// ListObjectsV2 of the prefix (one key), the one call a role allowed to list only that prefix
+/// may make.
+pub async fn client_for_prefix(
     client: &aws_sdk_s3::Client,
     bucket: &str,
+    prefix: &str,
 ) -> Result<aws_sdk_s3::Client, StoreError> {
-    let region = match client.head_bucket().bucket(bucket).send().await {
-        Ok(out) => out.bucket_region().map(String::from),
+    let probe = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .max_keys(1)
+        .send()
+        .await;
+    let region = match probe {
+        Ok(_) => return Ok(client.clone()),
         Err(e) => {
             let named = e
                 .raw_response()
                 .and_then(|r| r.headers().get("x-amz-bucket-region"))
                 .map(String::from);
+            let current = client.config().region().map(|r| r.as_ref().to_string());
             match named {
-                Some(region) => Some(region),
-                None if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
-                    return Err(StoreError {
-                        operation: "s3:HeadBucket",
-                        message: format!("bucket {bucket} does not exist"),
-                    })
-                }
-                None => return Err(error("s3:HeadBucket", e)),
+                Some(region) if current.as_deref() != Some(region.as_str()) => region,
+                _ => return Err(error("s3:ListObjectsV2", e)),
             }
         }
     };
-    let current = client.config().region().map(|r| r.as_ref().to_string());
-    match region {
-        Some(region) if current.as_deref() != Some(region.as_str()) => {
-            tracing::info!(%bucket, %region, "the bucket is in another region; reading it there");
-            let config = client
-                .config()
-                .to_builder()
-                .region(aws_sdk_s3::config::Region::new(region))
-                .build();
-            Ok(aws_sdk_s3::Client::from_conf(config))
-        }
-        _ => Ok(client.clone()),
-    }
+    tracing::info!(%bucket, %region, "the bucket is in another region; reading it there");
+    let config = client
+        .config()
+        .to_builder()
+        .region(aws_sdk_s3::config::Region::new(region))
+        .build();
+    Ok(aws_sdk_s3::Client::from_conf(config))
 }
 
 #[cfg(test)]
