@@ -58,6 +58,12 @@ pub fn alert_item(a: &AlertRecord) -> HashMap<String, AttributeValue> {
     if let Some(e) = &a.last_error {
         item.insert("last_error".to_string(), s(e));
     }
+    if let Some(g) = &a.group {
+        item.insert("alert_group".to_string(), s(g));
+    }
+    if let Some(line) = &a.group_line {
+        item.insert("group_line".to_string(), s(line));
+    }
     item
 }
 
@@ -88,6 +94,8 @@ pub fn alert_from_item(item: &HashMap<String, AttributeValue>) -> Option<AlertRe
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
         last_error: text("last_error"),
+        group: text("alert_group"),
+        group_line: text("group_line"),
     })
 }
 

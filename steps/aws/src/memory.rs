@@ -609,6 +609,13 @@ impl MemoryAlerts {
             .collect()
     }
 
+    /// The message id an alert was sent with.
+    pub fn message_id(&self, event_id: &str, alert_type: &str) -> Option<String> {
+        lock(&self.rows)
+            .get(&(event_id.to_string(), alert_type.to_string()))
+            .and_then(|r| r.message_id.clone())
+    }
+
     /// The alerts in a status.
     pub fn with_status(&self, wanted: &str) -> Vec<AlertRecord> {
         lock(&self.rows)

@@ -44,6 +44,8 @@ fn alert(id: &str, severity: &str, event_time: &str) -> AlertRecord {
         ttl: None,
         attempts: 0,
         last_error: None,
+        group: None,
+        group_line: None,
     }
 }
 

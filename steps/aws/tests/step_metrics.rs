@@ -120,6 +120,8 @@ fn alert(id: &str, severity: &str, created_at: &str) -> AlertRecord {
         ttl: None,
         attempts: 0,
         last_error: None,
+        group: None,
+        group_line: None,
     }
 }
 

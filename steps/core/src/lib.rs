@@ -15,6 +15,7 @@ pub mod normalize;
 pub mod outbox;
 pub mod raw;
 pub mod record;
+pub mod root_sessions;
 pub mod rules;
 pub mod sigma;
 pub mod source;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert_text::{body, escape_data, subject, AlertContent};
 use crate::record::format_time;
+use crate::root_sessions::{session_group, session_line};
 use crate::rules::AlertMatch;
 use crate::sigma::SigmaMatch;
 use crate::NormalizedEvent;
@@ -54,6 +55,13 @@ pub struct AlertRecord {
     /// The last publish error.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The root session the alert is delivered with (one message for the session's calls;
+    /// `None`: delivered alone). See `root_sessions`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The call as its session's message lists it.
+    #[serde(default)]
+    pub group_line: Option<String>,
 }
 
 impl AlertRecord {
@@ -111,6 +119,7 @@ fn record(
     event: &NormalizedEvent,
     now: DateTime<Utc>,
 ) -> AlertRecord {
+    let group = session_group(&rule_id, event);
     AlertRecord {
         event_id: event.event_id.clone(),
         alert_type: rule_id.clone(),
@@ -128,6 +137,8 @@ fn record(
         ttl: None,
         attempts: 0,
         last_error: None,
+        group_line: group.as_ref().map(|_| session_line(event)),
+        group,
     }
 }
 

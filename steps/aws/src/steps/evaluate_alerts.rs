@@ -9,6 +9,9 @@
 //! older than the lease (a delivery that died between publish and mark) is taken over by a
 //! later run: that is the one case in which an alert can be delivered twice.
 //!
+//! The calls of one root session go out as one message listing them (`root_sessions`): each
+//! is claimed, the one message published, and each marked sent with its message id.
+//!
 //! The step stops on its time budget (`ALERTS_TIME_BUDGET_SECONDS`, within the Lambda
 //! deadline) or after `ALERTS_PER_RUN` alerts and reports `more: true` when alerts are left;
 //! the workflow then invokes it again with this output, and the counts add up.
@@ -16,6 +19,7 @@
 use chrono::{DateTime, Duration, Utc};
 use iamtrail_core::metrics::{alerts_document, AlertsInvocation};
 use iamtrail_core::outbox::AlertRecord;
+use iamtrail_core::root_sessions;
 use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -167,67 +171,79 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     let mut failures_in_a_row = 0;
     let mut failed_here = 0;
     let mut left = 0;
-    for (i, alert) in alerts.iter().enumerate() {
+    // One message per delivery: an alert alone, or the calls of one root session.
+    let deliveries = root_sessions::deliveries(&alerts);
+    for (d, members) in deliveries.iter().enumerate() {
         if Instant::now() >= stop_at {
-            left = alerts.len() - i;
+            left = deliveries[d..].iter().map(Vec::len).sum();
             tracing::info!(left, "alert delivery stopped on its time budget");
             break;
         }
         if failures_in_a_row >= MAX_FAILURES_IN_A_ROW {
             tracing::warn!(
-                left = alerts.len() - i,
+                left = deliveries[d..].iter().map(Vec::len).sum::<usize>(),
                 "{failures_in_a_row} publishes failed in a row; the rest wait for the next run"
             );
             break;
         }
-        let claimed = retried("claiming an alert", || {
-            store.claim(alert, clock(), stale_before)
-        })
-        .await?;
-        if !claimed {
-            delivery.skipped += 1;
-            settled[i] = true;
+        let mut claimed = Vec::with_capacity(members.len());
+        for &i in members {
+            let alert = &alerts[i];
+            if retried("claiming an alert", || {
+                store.claim(alert, clock(), stale_before)
+            })
+            .await?
+            {
+                claimed.push(i);
+            } else {
+                delivery.skipped += 1;
+                settled[i] = true;
+            }
+        }
+        if claimed.is_empty() {
             continue;
         }
-        let notification = Notification {
-            subject: alert.subject.clone(),
-            body: alert.body.clone(),
-            attributes: alert.message_attributes(),
-        };
+        let notification = notification(&alerts, &claimed);
         match notifier.publish(&notification).await {
             Ok(message_id) => {
                 failures_in_a_row = 0;
-                retried("marking an alert sent", || {
-                    store.mark_sent(alert, &message_id, clock())
-                })
-                .await?;
-                tracing::info!(event_id = %alert.event_id, rule = %alert.rule_id, severity = %alert.severity, %message_id, "alert sent");
-                delivery.sent += 1;
-                settled[i] = true;
+                for &i in &claimed {
+                    let alert = &alerts[i];
+                    retried("marking an alert sent", || {
+                        store.mark_sent(alert, &message_id, clock())
+                    })
+                    .await?;
+                    tracing::info!(event_id = %alert.event_id, rule = %alert.rule_id, severity = %alert.severity, %message_id, "alert sent");
+                    delivery.sent += 1;
+                    settled[i] = true;
+                }
             }
             Err(e) => {
                 failures_in_a_row += 1;
                 failed_here += 1;
                 let error = e.to_string();
-                let released = retried("releasing an alert", || {
-                    store.release(alert, &error, settings.alert_max_attempts)
-                })
-                .await?;
-                delivery.failed += 1;
-                match released {
-                    Released::Pending => {
-                        tracing::warn!(event_id = %alert.event_id, rule = %alert.rule_id, attempts = alert.attempts + 1, error = %e, "alert publish failed; left pending");
+                for &i in &claimed {
+                    let alert = &alerts[i];
+                    let released = retried("releasing an alert", || {
+                        store.release(alert, &error, settings.alert_max_attempts)
+                    })
+                    .await?;
+                    delivery.failed += 1;
+                    match released {
+                        Released::Pending => {
+                            tracing::warn!(event_id = %alert.event_id, rule = %alert.rule_id, attempts = alert.attempts + 1, error = %e, "alert publish failed; left pending");
+                        }
+                        Released::Failed => {
+                            delivery.failed_for_good += 1;
+                            settled[i] = true;
+                            tracing::error!(event_id = %alert.event_id, rule = %alert.rule_id, max_attempts = settings.alert_max_attempts, error = %e, "alert publish failed for the last time; the alert is now failed");
+                        }
                     }
-                    Released::Failed => {
-                        delivery.failed_for_good += 1;
-                        settled[i] = true;
-                        tracing::error!(event_id = %alert.event_id, rule = %alert.rule_id, max_attempts = settings.alert_max_attempts, error = %e, "alert publish failed for the last time; the alert is now failed");
+                    if delivery.errors.len() < MAX_ERRORS {
+                        delivery
+                            .errors
+                            .push(format!("{}/{}: {e}", alert.event_id, alert.rule_id));
                     }
-                }
-                if delivery.errors.len() < MAX_ERRORS {
-                    delivery
-                        .errors
-                        .push(format!("{}/{}: {e}", alert.event_id, alert.rule_id));
                 }
             }
         }
@@ -245,6 +261,32 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     let here = Outcomes::of(&delivery).since(&before);
     emit_metrics(metrics, &waiting, &beyond, here, clock());
     Ok(delivery)
+}
+
+/// The message of one delivery: an alert's own, or one email for a root session's calls
+/// (docs/alerts.md, "Root sessions").
+fn notification(alerts: &[AlertRecord], members: &[usize]) -> Notification {
+    let first = &alerts[members[0]];
+    if members.len() == 1 {
+        return Notification {
+            subject: first.subject.clone(),
+            body: first.body.clone(),
+            attributes: first.message_attributes(),
+        };
+    }
+    let calls: Vec<&AlertRecord> = members.iter().map(|&i| &alerts[i]).collect();
+    let (subject, body) = root_sessions::session_message(&calls);
+    let mut attributes = first.message_attributes();
+    for (name, value) in attributes.iter_mut() {
+        if name == "event_name" {
+            *value = "RootSession".to_string();
+        }
+    }
+    Notification {
+        subject,
+        body,
+        attributes,
+    }
 }
 
 /// Counts of one invocation (the delivery's counts are totals over the run).
