@@ -29,7 +29,7 @@ use std::time::Instant;
 use aws_config::SdkConfig;
 use chrono::Utc;
 use iamtrail_core::contract::{AggregateInput, ListTargetsInput, WorkItem};
-use iamtrail_core::sigma::{RulesLocation, SigmaRules};
+use iamtrail_core::sigma::SigmaRules;
 use iamtrail_core::Settings;
 use serde_json::Value;
 
@@ -143,28 +143,17 @@ impl AwsContext {
         let rules = self
             .sigma
             .get_or_try_init(|| async {
-                let store = match location {
-                    RulesLocation::S3 { bucket, prefix } => {
-                        let client = s3::client_for_prefix(&self.s3, bucket, prefix)
-                            .await
-                            .map_err(|error| sigma::SigmaRulesError::Read {
-                                location: location.to_string(),
-                                error,
-                            })?;
-                        Some(s3::S3Store::new(client, bucket, s3::MIN_PART_SIZE))
-                    }
-                    RulesLocation::Dir(_) => None,
-                };
-                let rules = sigma::load(location, store.as_ref()).await?;
+                let rules = sigma::load_with(location, Some(&self.s3)).await?;
                 tracing::info!(%location, rules = rules.len(), "Sigma rules loaded");
                 Ok(Arc::new(rules))
             })
             .await
             .map_err(|e: sigma::SigmaRulesError| {
+                let message = format!("SIGMA_RULES={e}");
                 if e.is_transient() {
-                    StepError::aws(e)
+                    StepError::aws(message)
                 } else {
-                    StepError::config(e)
+                    StepError::config(message)
                 }
             })?;
         Ok(rules.clone())

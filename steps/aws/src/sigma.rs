@@ -16,26 +16,23 @@ use crate::ports::{ObjectReader, ObjectStore, StoreError};
 /// The largest rule file read (SigmaHQ's rules are a few KB).
 pub const MAX_RULE_FILE_BYTES: usize = 1024 * 1024;
 
-/// Why the rules could not be loaded.
+/// Why the rules could not be loaded. Each names the location first (`<location>: ...`).
 #[derive(Debug, thiserror::Error)]
 pub enum SigmaRulesError {
     /// Files were rejected: each with its reasons.
-    #[error("SIGMA_RULES={location}: {errors}")]
+    #[error("{location}: {errors}")]
     Rejected {
         location: String,
         errors: SigmaLoadErrors,
     },
     /// The location holds no `*.yml` or `*.yaml` file.
-    #[error(
-        "SIGMA_RULES={location}: no *.yml or *.yaml rule file there (leave SIGMA_RULES empty to \
-         run the built-in rules only)"
-    )]
+    #[error("{location}: no *.yml or *.yaml rule file there")]
     NoRules { location: String },
     /// The directory does not exist or is not a directory.
-    #[error("SIGMA_RULES={location}: not a directory")]
+    #[error("{location}: not a directory")]
     NotADirectory { location: String },
     /// Reading the bucket failed (access, network): worth another try.
-    #[error("SIGMA_RULES={location}: {error}")]
+    #[error("{location}: {error}")]
     Read { location: String, error: StoreError },
 }
 
@@ -142,6 +139,31 @@ pub async fn load<O: ObjectStore + ObjectReader>(
     Ok(rules)
 }
 
+/// Loads the rules of a location, reading an S3 prefix with `s3` (a client in any region: the
+/// bucket's own is found, see [`crate::s3::client_for_prefix`]). What Collect and the CLI call.
+pub async fn load_with(
+    location: &RulesLocation,
+    s3: Option<&aws_sdk_s3::Client>,
+) -> Result<SigmaRules, SigmaRulesError> {
+    let store = match (location, s3) {
+        (RulesLocation::S3 { bucket, prefix }, Some(client)) => {
+            let client = crate::s3::client_for_prefix(client, bucket, prefix)
+                .await
+                .map_err(|error| SigmaRulesError::Read {
+                    location: location.to_string(),
+                    error,
+                })?;
+            Some(crate::s3::S3Store::new(
+                client,
+                bucket.clone(),
+                crate::s3::MIN_PART_SIZE,
+            ))
+        }
+        _ => None,
+    };
+    load(location, store.as_ref()).await
+}
+
 fn load_dir(dir: &Path, shown: &str) -> Result<SigmaRules, SigmaRulesError> {
     if !dir.is_dir() {
         return Err(SigmaRulesError::NotADirectory {
@@ -207,7 +229,7 @@ mod tests {
         assert!(!err.is_transient());
         let text = err.to_string();
         assert!(
-            text.starts_with("SIGMA_RULES=s3://rules/sigma/: 2 Sigma rule files rejected:"),
+            text.starts_with("s3://rules/sigma/: 2 Sigma rule files rejected:"),
             "{text}"
         );
         assert!(text.contains("\n  sigma/b.yaml: "), "{text}");
@@ -235,9 +257,6 @@ mod tests {
         let err = load::<MemoryObjects>(&RulesLocation::Dir("/nonexistent/rules".into()), None)
             .await
             .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "SIGMA_RULES=/nonexistent/rules: not a directory"
-        );
+        assert_eq!(err.to_string(), "/nonexistent/rules: not a directory");
     }
 }

@@ -142,6 +142,21 @@ pub async fn run_demo(mut options: DemoOptions) -> Result<()> {
             println!("  skipped a record in {}: {reason}", file.display());
         }
     }
+    if let Some(location) = &stack.settings().sigma_rules {
+        // The load Collect uses (once per context), so a rule that cannot be used shows here
+        // first; Collect then fails the same way, as it would on AWS (docs/sigma.md).
+        match stack.context.sigma_rules().await {
+            Ok(rules) => println!(
+                "Sigma rules: {} from {location}, evaluated beside the {} built-in rules",
+                rules.len(),
+                iamtrail_core::rules::rules().len()
+            ),
+            Err(e) => println!(
+                "Sigma rules: not loaded, so every Collect invocation fails until they are fixed:\n{}",
+                e.message
+            ),
+        }
+    }
     println!("State machine: {machine}\n");
 
     let mut last: Option<RunSummary> = None;
@@ -171,12 +186,25 @@ pub async fn run_demo(mut options: DemoOptions) -> Result<()> {
             .cloned()
             .unwrap_or(Value::Null);
         let received = stack.received_alerts().await?;
+        let from_sigma = received
+            .iter()
+            .filter(|a| {
+                a.attributes
+                    .iter()
+                    .any(|(k, v)| k == "rule_id" && v.starts_with("sigma:"))
+            })
+            .count();
         println!(
-            "Alerts: {} queued by Collect, {} sent by EvaluateAlerts, {} failed; {} received by the mailbox subscription.",
+            "Alerts: {} queued by Collect, {} sent by EvaluateAlerts, {} failed; {} received by the mailbox subscription{}.",
             summary.totals.alerts_queued,
             delivery.get("sent").and_then(Value::as_u64).unwrap_or(0),
             delivery.get("failed").and_then(Value::as_u64).unwrap_or(0),
-            received.len()
+            received.len(),
+            if from_sigma > 0 {
+                format!(" ({from_sigma} from Sigma rules)")
+            } else {
+                String::new()
+            }
         );
         for (i, alert) in received.iter().enumerate().take(options.show_alerts) {
             println!("\n{}", crate::render::email(alert, i + 1, received.len()));

@@ -50,7 +50,7 @@ enum Command {
     Executions(ExecutionsArgs),
     /// Redrive a failed, timed-out or aborted execution (within 14 days), then follow it.
     Redrive(RedriveArgs),
-    /// The built-in alert rules.
+    /// The alert rules, built-in and Sigma: list them, or test them on CloudTrail log files.
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Run the tracker on a local stack (moto server + gateway + CloudTrail emulator), no AWS account needed.
@@ -139,11 +139,34 @@ struct RedriveArgs {
 
 #[derive(Subcommand)]
 enum RulesCommand {
-    /// List the rules: id, severity, title, what each detects.
+    /// List the rules: id, severity, title, source (built-in or the Sigma file), ATT&CK, what
+    /// each detects; with --sigma, your Sigma rules too (a rule that cannot be used is an error
+    /// naming its file and the reason).
     List {
+        #[command(flatten)]
+        sigma: SigmaArgs,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run every rule, built-in and Sigma, over a directory of CloudTrail log files (.json or
+    /// .json.gz, searched recursively) and print what matched, in event time order.
+    Test {
+        /// The CloudTrail log files (S3 delivery format, {"Records": [...]}).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        sigma: SigmaArgs,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Args)]
+struct SigmaArgs {
+    /// Your Sigma rules (docs/sigma.md): a directory of *.yml / *.yaml files, or
+    /// s3://bucket/prefix/ (read with your AWS credentials).
+    #[arg(long, env = "SIGMA_RULES", value_name = "DIR")]
+    sigma: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -333,8 +356,13 @@ async fn run() -> Result<()> {
             let deployed = Deployed::connect(&target).await?;
             commands::redrive::run(&deployed, &args.execution, !args.follow.no_follow).await
         }
-        Command::Rules(RulesCommand::List { format }) => {
-            commands::rules::list(format == Format::Json)
+        Command::Rules(RulesCommand::List { sigma, format }) => {
+            let sigma = commands::rules::load_sigma(sigma.sigma.as_deref()).await?;
+            commands::rules::list(sigma.as_ref(), format == Format::Json)
+        }
+        Command::Rules(RulesCommand::Test { dir, sigma, format }) => {
+            let sigma = commands::rules::load_sigma(sigma.sigma.as_deref()).await?;
+            commands::rules::test(&dir, sigma.as_ref(), format == Format::Json)
         }
         Command::Query(command) => query_cmd::run(command).await,
         Command::Local(LocalCommand::Demo(args)) => {
