@@ -127,7 +127,7 @@ pub fn table(rows: &[RuleRow]) -> comfy_table::Table {
         ]);
     }
     keep_whole(&mut table, &[0, 1, 3]);
-    fit_width(&mut table, 160);
+    fit_width(&mut table, 200);
     table
 }
 
