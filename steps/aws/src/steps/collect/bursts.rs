@@ -45,10 +45,9 @@ where
             .collect();
         failed.sort_by(|a, b| (a.0.time, &a.0.event_id).cmp(&(b.0.time, &b.0.event_id)));
         for (failure, event) in &failed {
-            let (failure, event) = (failure, *event);
             for subject in subjects(event) {
-                let failures = self.add_failure(&subject, &failure).await?;
-                self.queue_bursts(&subject, &failure, &failures, event, counts)
+                let failures = self.add_failure(&subject, failure).await?;
+                self.queue_bursts(&subject, failure, &failures, event, counts)
                     .await?;
             }
         }
