@@ -594,10 +594,10 @@ async fn failed_region_on_a_day_boundary_then_recovery() {
         }
     }
     stack.emulator.add_records(records);
-    // eu-west-1's last good run ended an hour before the midnight: its two sources' stored
+    // eu-west-1's last good run ended an hour before the midnight: its three sources' stored
     // checkpoints say so (every other region/source has none yet: its first run reads 3 days).
     let behind = midnight - Span::hours(1);
-    for key in ["eu-west-1-sts", "eu-west-1-signin"] {
+    for key in ["eu-west-1-sts", "eu-west-1-signin", "eu-west-1-root"] {
         set_checkpoint(&stack, key, behind).await;
     }
 
@@ -633,7 +633,7 @@ async fn failed_region_on_a_day_boundary_then_recovery() {
         "us-east-1's events of both days: {stored:?}"
     );
     assert!(stored.iter().all(|id| id.starts_with("us-east-1-")));
-    for key in ["eu-west-1-sts", "eu-west-1-signin"] {
+    for key in ["eu-west-1-sts", "eu-west-1-signin", "eu-west-1-root"] {
         assert_eq!(
             checkpoint(&stack, key).await,
             Some(behind),
