@@ -22,7 +22,6 @@ use iamtrail_core::outbox::{alert_record, sigma_alert_record};
 use iamtrail_core::record::read_log_dir;
 use iamtrail_core::rules::{evaluate_with, History};
 use iamtrail_core::sigma::SigmaRules;
-use iamtrail_core::Source;
 
 fn main() {
     let target: usize = std::env::args()
@@ -33,9 +32,7 @@ fn main() {
     let mut events: Vec<NormalizedEvent> = Vec::new();
     for (_, log) in read_log_dir(&repo.join("datasets/invictus-aws-2023/CloudTrail")).unwrap() {
         for record in &log.records {
-            if Source::from_event_source(&record.event_source).is_some()
-                || record.user_identity.identity_type.as_deref() == Some("Root")
-            {
+            if record.is_tracked() {
                 events.push(normalize(record, NormalizeOptions::default()));
             }
         }

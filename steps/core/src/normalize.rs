@@ -291,6 +291,16 @@ pub fn normalize_unparsed(
 }
 
 impl NormalizedEvent {
+    /// The event's account: the recipient account, else the caller's (`None` when neither is
+    /// known).
+    pub fn account(&self) -> Option<&str> {
+        [&self.recipient_account_id, &self.account_id]
+            .into_iter()
+            .flatten()
+            .map(|s| s.trim())
+            .find(|s| !s.is_empty())
+    }
+
     /// The item's attributes, absent optional values omitted (DynamoDB stores no nulls).
     pub fn attributes(&self) -> Vec<(&'static str, AttrValue)> {
         let mut out = vec![

@@ -127,6 +127,14 @@ struct WireRecord {
 }
 
 impl CloudTrailRecord {
+    /// Whether the tracker collects this record with every source on: one of the tracked event
+    /// sources, or any call of the root user (docs/architecture.md, "Where each source is
+    /// read").
+    pub fn is_tracked(&self) -> bool {
+        crate::source::Source::from_event_source(&self.event_source).is_some()
+            || self.user_identity.identity_type.as_deref() == Some("Root")
+    }
+
     /// Builds a record from its JSON value (one element of `Records`, or a parsed
     /// `CloudTrailEvent`).
     pub fn from_value(raw: Value) -> Result<Self, RecordError> {

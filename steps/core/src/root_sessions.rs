@@ -36,12 +36,7 @@ pub fn session_group(rule_id: &str, event: &NormalizedEvent) -> Option<String> {
     if rule_id != GROUPED_RULE || immediate {
         return None;
     }
-    let account = [&event.recipient_account_id, &event.account_id]
-        .into_iter()
-        .flatten()
-        .map(|s| s.trim())
-        .find(|s| !s.is_empty())
-        .unwrap_or("unknown");
+    let account = event.account().unwrap_or("unknown");
     let session = match event.access_key_id.as_deref().map(str::trim) {
         Some(key) if !key.is_empty() => format!("key {key}"),
         _ => format!(

@@ -9,7 +9,6 @@ use iamtrail_core::normalize::{normalize, NormalizeOptions, NormalizedEvent};
 use iamtrail_core::record::{read_log_dir, CloudTrailRecord};
 use iamtrail_core::rules::Severity;
 use iamtrail_core::sigma::{record_document, RejectReason, SigmaLoadErrors, SigmaRules};
-use iamtrail_core::Source;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -21,10 +20,7 @@ fn tracked_records() -> Vec<CloudTrailRecord> {
     let mut records = Vec::new();
     for (path, log) in read_log_dir(&dir).expect("dataset directory") {
         assert!(log.rejected.is_empty(), "{path:?}: {:?}", log.rejected);
-        records.extend(log.records.into_iter().filter(|r| {
-            Source::from_event_source(&r.event_source).is_some()
-                || r.user_identity.identity_type.as_deref() == Some("Root")
-        }));
+        records.extend(log.records.into_iter().filter(|r| r.is_tracked()));
     }
     assert_eq!(records.len(), 465);
     records

@@ -107,7 +107,7 @@ pub fn is_counted_failure(e: &NormalizedEvent) -> bool {
 /// source address.
 pub fn subjects(e: &NormalizedEvent) -> Vec<Subject> {
     let mut found = Vec::new();
-    let account = View::new(e).account().unwrap_or("unknown").to_string();
+    let account = e.account().unwrap_or("unknown").to_string();
     let name = e.user_name.trim();
     if !name.is_empty() && name != HIDDEN_USER && name != "unknown" {
         found.push(Subject::User {

@@ -53,11 +53,7 @@ impl<'a> View<'a> {
 
     /// The event's account: the recipient account, else the caller's.
     pub(crate) fn account(&self) -> Option<&str> {
-        [&self.e.recipient_account_id, &self.e.account_id]
-            .into_iter()
-            .flatten()
-            .map(|s| s.trim())
-            .find(|s| !s.is_empty())
+        self.e.account()
     }
 
     /// Who made the call, for summaries.

@@ -11,7 +11,6 @@ use iamtrail_core::normalize::{normalize, NormalizeOptions, NormalizedEvent};
 use iamtrail_core::record::read_log_dir;
 use iamtrail_core::rules::{evaluate_with, rules, History, Severity};
 use iamtrail_core::sigma::{RulesLocation, SigmaRules};
-use iamtrail_core::Source;
 use serde::Serialize;
 
 use crate::render::{fit_width, new_table, sanitize};
@@ -194,13 +193,6 @@ pub struct TestReport {
     pub matches_per_rule: BTreeMap<String, usize>,
 }
 
-/// Whether Collect would store the record: one of the tracked event sources, or a call by the
-/// root user (docs/collection.md).
-fn is_tracked(record: &iamtrail_core::CloudTrailRecord) -> bool {
-    Source::from_event_source(&record.event_source).is_some()
-        || record.user_identity.identity_type.as_deref() == Some("Root")
-}
-
 /// Runs every rule, built-in and Sigma, over the CloudTrail log files under `dir`: the records
 /// the tracker collects, normalised as Collect stores them, in time order, the built-in rules
 /// reading the directory's events as their history.
@@ -237,7 +229,7 @@ pub fn run_test(dir: &Path, sigma: Option<&SigmaRules>) -> Result<TestReport> {
                 sanitize(&error.to_string(), 300)
             );
         }
-        for record in log.records.iter().filter(|r| is_tracked(r)) {
+        for record in log.records.iter().filter(|r| r.is_tracked()) {
             if !seen.insert(record.event_id.clone()) {
                 report.duplicates += 1;
                 continue;
