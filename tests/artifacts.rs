@@ -687,7 +687,18 @@ async fn scheduled_run(
     let regions = targets["enabled_regions"].as_array().unwrap().len();
     assert_eq!(items.len(), regions, "one item per enabled region");
     assert_eq!(items[0]["region"], "us-east-1", "the IAM region first");
-    assert_eq!(items[0]["sources"], json!(["iam", "sts", "signin", "sso"]));
+    assert_eq!(
+        items[0]["sources"],
+        json!([
+            "iam",
+            "sts",
+            "signin",
+            "sso",
+            "sso-directory",
+            "identitystore",
+            "root"
+        ])
+    );
 
     // Collect (the Map's iterations, round after round) and Aggregate.
     let collect = by_name("collect");
