@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod outbox;
 pub mod raw;
+pub mod realtime;
 pub mod record;
 pub mod root_sessions;
 pub mod rules;

@@ -22,6 +22,28 @@ pub fn is_enabled(region: &RegionInfo) -> bool {
     }
 }
 
+/// The regions a source is read in: every enabled region, or the configured ones (see
+/// [`plan_targets`]).
+pub fn read_regions(source: Source, settings: &Settings) -> RegionSelection {
+    match source {
+        Source::Iam => RegionSelection::Only(vec![settings.iam_region.clone()]),
+        Source::Sts | Source::Root => RegionSelection::All,
+        Source::Signin => settings.signin_regions.clone(),
+        Source::Sso | Source::SsoDirectory | Source::IdentityStore => {
+            RegionSelection::Only(settings.sso_regions.clone())
+        }
+    }
+}
+
+/// Whether a source is switched on and read in `region` (an enabled region).
+pub fn reads(source: Source, region: &str, settings: &Settings) -> bool {
+    settings.is_enabled(source)
+        && match read_regions(source, settings) {
+            RegionSelection::All => true,
+            RegionSelection::Only(list) => list.iter().any(|r| r == region),
+        }
+}
+
 /// Where each source is read (docs/architecture.md, "Where each source is read"):
 /// - `iam`: the IAM region (us-east-1), where IAM and global-endpoint events are recorded;
 /// - `sts`: every enabled region;
@@ -62,17 +84,9 @@ pub fn plan_targets(
         if !wanted(source) {
             continue;
         }
-        let regions: Vec<String> = match source {
-            Source::Iam => vec![settings.iam_region.clone()],
-            Source::Sts => enabled.to_vec(),
-            Source::Signin => match &settings.signin_regions {
-                RegionSelection::All => enabled.to_vec(),
-                RegionSelection::Only(list) => list.clone(),
-            },
-            Source::Sso | Source::SsoDirectory | Source::IdentityStore => {
-                settings.sso_regions.clone()
-            }
-            Source::Root => enabled.to_vec(),
+        let regions: Vec<String> = match read_regions(source, settings) {
+            RegionSelection::All => enabled.to_vec(),
+            RegionSelection::Only(list) => list,
         };
         for region in regions {
             add(&region, source, &mut warnings);
