@@ -198,11 +198,13 @@ pub enum Step {
     Aggregate,
     EvaluateAlerts,
     Export,
+    /// The near-real-time path: one EventBridge event (docs/realtime.md).
+    Realtime,
 }
 
 impl Step {
     /// The step a Lambda function name (or ARN) stands for: `...list-targets`, `...collect`,
-    /// `...aggregate`, `...evaluate-alerts`.
+    /// `...aggregate`, `...evaluate-alerts`, `...export`, `...realtime`.
     pub fn from_function_name(name: &str) -> Option<Step> {
         let name = name
             .rsplit(':')
@@ -219,6 +221,8 @@ impl Step {
             Some(Step::EvaluateAlerts)
         } else if name.ends_with("export") {
             Some(Step::Export)
+        } else if name.ends_with("realtime") {
+            Some(Step::Realtime)
         } else {
             None
         }
@@ -328,6 +332,23 @@ pub async fn run_step(
             .await?;
             to_json(&out)
         }
+        Step::Realtime => {
+            // A rule set that does not load fails the invocation, as it fails Collect.
+            let sigma = ctx.sigma_rules().await?;
+            let (events, control, alerts) =
+                (ctx.event_store(), ctx.control_store(), ctx.alert_store());
+            let notifier = ctx.notifier();
+            let deps = steps::realtime::RealtimeDeps {
+                settings: &ctx.settings,
+                events: &events,
+                control: &control,
+                alerts: &alerts,
+                notifier: notifier.as_ref(),
+                sigma: &sigma,
+            };
+            let out = steps::realtime::realtime(payload, &deps, now).await?;
+            to_json(&out)
+        }
         Step::Aggregate => {
             let input: AggregateInput = parse(payload, "Aggregate")?;
             let out = steps::aggregate::aggregate(
@@ -374,6 +395,10 @@ mod tests {
         assert_eq!(
             Step::from_function_name("stack-evaluate-alerts"),
             Some(Step::EvaluateAlerts)
+        );
+        assert_eq!(
+            Step::from_function_name("stack-realtime"),
+            Some(Step::Realtime)
         );
         assert_eq!(Step::from_function_name("other"), None);
     }

@@ -24,10 +24,10 @@ use iamtrail_core::Settings;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::backoff::retry_store;
 use crate::metrics::Metrics;
-use crate::ports::{AlertStore, Notification, Notifier, Released, StoreError};
-use crate::steps::stop_time;
+use crate::ports::{AlertStore, Notifier, Released};
+use crate::steps::deliver::{deliver, retried};
+use crate::steps::{stop_time, StepClock};
 use crate::StepError;
 
 /// How long a claim protects an alert being delivered.
@@ -36,9 +36,6 @@ pub const CLAIM_LEASE_MINUTES: i64 = 10;
 /// Publishes failing in a row after which the invocation stops (SNS is probably down): the
 /// rest wait for the next run instead of each spending an attempt.
 pub const MAX_FAILURES_IN_A_ROW: usize = 3;
-
-/// Attempts at an outbox read or write before the step fails with `AwsError`.
-const STORE_ATTEMPTS: u32 = 3;
 
 /// Errors kept in the output (the first ones).
 const MAX_ERRORS: usize = 5;
@@ -107,17 +104,6 @@ pub struct AlertDelivery {
     pub errors: Vec<String>,
 }
 
-/// Retries an outbox call a couple of times with a back-off, then gives up with `AwsError`.
-async fn retried<T, F, Fut>(what: &str, call: F) -> Result<T, StepError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    retry_store(what, STORE_ATTEMPTS, call)
-        .await
-        .map_err(StepError::aws)
-}
-
 /// Delivers waiting alerts until none is left, the time budget runs out or `ALERTS_PER_RUN`
 /// were taken. `deadline` is the Lambda deadline, if any. Writes this invocation's sent and
 /// failed counts, and what is left pending with the oldest one's age, as metrics (also when
@@ -132,10 +118,8 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
     deadline: Option<Instant>,
 ) -> Result<AlertDelivery, StepError> {
     let stop_at = stop_time(settings.alerts_time_budget, deadline);
-    // The invocation's clock: its start time plus the time elapsed since (one clock for
-    // claims and marks, the test's when paused).
-    let started = Instant::now();
-    let clock = || now + Duration::from_std(started.elapsed()).unwrap_or(Duration::MAX);
+    // One clock for claims and marks (the test's, when paused).
+    let clock = StepClock::start(now);
     let mut delivery = input.carried();
     delivery.invocations = input.invocations.max(delivery.invocations) + 1;
     delivery.more = false;
@@ -146,7 +130,7 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
         delivery.failed_total = failed_total(store).await;
         // What waits is still measured, so that the pending-age alarm sees it.
         match store.deliverable(usize::MAX, stale_before).await {
-            Ok(waiting) => emit_metrics(metrics, &waiting, &[], Outcomes::default(), clock()),
+            Ok(waiting) => emit_metrics(metrics, &waiting, &[], Outcomes::default(), clock.now()),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the waiting alerts for the metrics")
             }
@@ -186,66 +170,42 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
             );
             break;
         }
-        let mut claimed = Vec::with_capacity(members.len());
-        for &i in members {
-            let alert = &alerts[i];
-            if retried("claiming an alert", || {
-                store.claim(alert, clock(), stale_before)
-            })
-            .await?
-            {
-                claimed.push(i);
-            } else {
-                delivery.skipped += 1;
-                settled[i] = true;
-            }
+        let done = deliver(
+            &alerts,
+            members,
+            store,
+            notifier,
+            settings.alert_max_attempts,
+            &clock,
+            stale_before,
+        )
+        .await?;
+        for &i in &done.skipped {
+            delivery.skipped += 1;
+            settled[i] = true;
         }
-        if claimed.is_empty() {
-            continue;
+        for &i in &done.sent {
+            delivery.sent += 1;
+            settled[i] = true;
         }
-        let notification = notification(&alerts, &claimed);
-        match notifier.publish(&notification).await {
-            Ok(message_id) => {
-                failures_in_a_row = 0;
-                for &i in &claimed {
-                    let alert = &alerts[i];
-                    retried("marking an alert sent", || {
-                        store.mark_sent(alert, &message_id, clock())
-                    })
-                    .await?;
-                    tracing::info!(event_id = %alert.event_id, rule = %alert.rule_id, severity = %alert.severity, %message_id, "alert sent");
-                    delivery.sent += 1;
+        if let Some(error) = &done.error {
+            failures_in_a_row += 1;
+            failed_here += 1;
+            for &(i, released) in &done.released {
+                delivery.failed += 1;
+                if released == Released::Failed {
+                    delivery.failed_for_good += 1;
                     settled[i] = true;
                 }
-            }
-            Err(e) => {
-                failures_in_a_row += 1;
-                failed_here += 1;
-                let error = e.to_string();
-                for &i in &claimed {
+                if delivery.errors.len() < MAX_ERRORS {
                     let alert = &alerts[i];
-                    let released = retried("releasing an alert", || {
-                        store.release(alert, &error, settings.alert_max_attempts)
-                    })
-                    .await?;
-                    delivery.failed += 1;
-                    match released {
-                        Released::Pending => {
-                            tracing::warn!(event_id = %alert.event_id, rule = %alert.rule_id, attempts = alert.attempts + 1, error = %e, "alert publish failed; left pending");
-                        }
-                        Released::Failed => {
-                            delivery.failed_for_good += 1;
-                            settled[i] = true;
-                            tracing::error!(event_id = %alert.event_id, rule = %alert.rule_id, max_attempts = settings.alert_max_attempts, error = %e, "alert publish failed for the last time; the alert is now failed");
-                        }
-                    }
-                    if delivery.errors.len() < MAX_ERRORS {
-                        delivery
-                            .errors
-                            .push(format!("{}/{}: {e}", alert.event_id, alert.rule_id));
-                    }
+                    delivery
+                        .errors
+                        .push(format!("{}/{}: {error}", alert.event_id, alert.rule_id));
                 }
             }
+        } else if !done.sent.is_empty() {
+            failures_in_a_row = 0;
         }
     }
     // Loop only while delivery works: after a failed publish the rest wait for the next run,
@@ -259,34 +219,8 @@ pub async fn evaluate_alerts<A: AlertStore, N: Notifier>(
         .map(|(alert, _)| alert)
         .collect();
     let here = Outcomes::of(&delivery).since(&before);
-    emit_metrics(metrics, &waiting, &beyond, here, clock());
+    emit_metrics(metrics, &waiting, &beyond, here, clock.now());
     Ok(delivery)
-}
-
-/// The message of one delivery: an alert's own, or one email for a root session's calls
-/// (docs/alerts.md, "Root sessions").
-fn notification(alerts: &[AlertRecord], members: &[usize]) -> Notification {
-    let first = &alerts[members[0]];
-    if members.len() == 1 {
-        return Notification {
-            subject: first.subject.clone(),
-            body: first.body.clone(),
-            attributes: first.message_attributes(),
-        };
-    }
-    let calls: Vec<&AlertRecord> = members.iter().map(|&i| &alerts[i]).collect();
-    let (subject, body) = root_sessions::session_message(&calls);
-    let mut attributes = first.message_attributes();
-    for (name, value) in attributes.iter_mut() {
-        if name == "event_name" {
-            *value = "RootSession".to_string();
-        }
-    }
-    Notification {
-        subject,
-        body,
-        attributes,
-    }
 }
 
 /// Counts of one invocation (the delivery's counts are totals over the run).

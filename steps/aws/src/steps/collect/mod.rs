@@ -8,11 +8,11 @@
 //! - `lookup`: one rate-limited LookupEvents request, with its retries;
 //! - `store`: normalising, filtering and writing a slice's events, full records of poison
 //!   records to S3, dirty dates and alert queueing;
-//! - `bursts`: failed console logins counted into bursts (the one rule across events).
+//! - `crate::steps::detect`: the rules on the stored events, the outbox, and failed console
+//!   logins counted into bursts (shared with Realtime).
 //!
 //! Every retry loop pauses with [`crate::backoff::backoff`].
 
-mod bursts;
 mod lookup;
 mod slicing;
 mod store;
@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::ports::{
     AlertStore, ControlStore, EventSource, EventStore, LeaseOutcome, ObjectStore, StoreError,
 };
+use crate::steps::StepClock;
 use crate::StepError;
 
 /// The adapters Collect works with.
@@ -143,27 +144,23 @@ const SAFETY_MARGIN: StdDuration = StdDuration::from_secs(3);
 struct Budget {
     stop_at: Instant,
     deadline: Instant,
-    started: Instant,
-    started_at: DateTime<Utc>,
+    clock: StepClock,
 }
 
 impl Budget {
     fn new(deadline: std::time::Instant, now: DateTime<Utc>) -> Budget {
         let deadline = Instant::from_std(deadline);
-        let started = Instant::now();
-        let total = deadline.saturating_duration_since(started);
+        let total = deadline.saturating_duration_since(Instant::now());
         Budget {
             stop_at: deadline - SAFETY_MARGIN.min(total / 5),
             deadline,
-            started,
-            started_at: now,
+            clock: StepClock::start(now),
         }
     }
 
     /// The current wall time on the invocation's clock.
     fn now(&self) -> DateTime<Utc> {
-        self.started_at
-            + chrono::Duration::from_std(self.started.elapsed()).unwrap_or(chrono::Duration::MAX)
+        self.clock.now()
     }
 
     /// Whether waiting `extra` more would cross the stop time.
@@ -192,6 +189,12 @@ enum Stop {
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Stop {
         Stop::Failed(e.to_string())
+    }
+}
+
+impl From<crate::steps::detect::DetectError> for Stop {
+    fn from(e: crate::steps::detect::DetectError) -> Stop {
+        Stop::Failed(e.0)
     }
 }
 

@@ -9,7 +9,7 @@
 //!    only in S3 and is counted as `rejected`), so no record ever blocks its source;
 //! 4. the dates of the stored events are marked dirty for the export;
 //! 5. the stored events' rule matches are queued in the alert outbox, and failed console
-//!    logins are counted into bursts (`bursts`).
+//!    logins are counted into bursts (`crate::steps::detect`, shared with Realtime).
 //!
 //! Any write that still fails after its retries fails the slice: the checkpoint stays where it
 //! was and the next run reads the slice again (every write is idempotent).
@@ -20,20 +20,15 @@ use chrono::NaiveDate;
 use iamtrail_core::contract::Counts;
 use iamtrail_core::filter::FilterReason;
 use iamtrail_core::lookup::{lookup_item, LookupFields, Outcome};
-use iamtrail_core::outbox::{alert_record, is_alertable, sigma_alert_record, AlertRecord};
 use iamtrail_core::raw::{minimal_item, raw_key};
-use iamtrail_core::record::{format_time, parse_time};
-use iamtrail_core::rules::{evaluate_with, history, History};
+use iamtrail_core::record::format_time;
 use iamtrail_core::{NormalizedEvent, Source};
 
 use super::{Invocation, Stop};
-use crate::backoff::retry_store;
 use crate::ports::{
     AlertStore, ControlStore, EventSource, EventStore, LookupEvent, LookupPage, ObjectStore,
 };
-
-/// Attempts at an alert's outbox write before the slice fails.
-const ALERT_WRITE_ATTEMPTS: u32 = 4;
+use crate::steps::detect::Detector;
 
 impl<S, E, C, A, O> Invocation<'_, S, E, C, A, O>
 where
@@ -113,8 +108,9 @@ where
             .filter(|(i, _)| !rejected.contains(i))
             .map(|(_, item)| item)
             .collect();
-        self.queue_alerts(&stored, &mut counts).await?;
-        self.count_login_failures(&stored, &mut counts).await?;
+        let detector = self.detector();
+        detector.queue_alerts(&stored, &mut counts).await?;
+        detector.count_login_failures(&stored, &mut counts).await?;
         Ok(counts)
     }
 
@@ -197,100 +193,17 @@ where
         Ok(key)
     }
 
-    /// Evaluates the rules, built-in and Sigma, on stored events and queues each match in the
-    /// outbox (a conditional put: an (event, rule) already queued is left alone). A write that still
-    /// fails after retries fails the slice like a failed event write: the checkpoint stays, so
-    /// the next run reads the events again and queues the alert then.
-    async fn queue_alerts(
-        &self,
-        items: &[&NormalizedEvent],
-        counts: &mut Counts,
-    ) -> Result<(), Stop> {
-        let now = self.budget.now();
-        let alertable: Vec<&NormalizedEvent> = items
-            .iter()
-            .copied()
-            .filter(|item| parse_time(&item.event_time).is_some_and(|t| is_alertable(t, now)))
-            .collect();
-        if alertable.is_empty() {
-            return Ok(());
+    /// The detection of this invocation's stored events (`crate::steps::detect`).
+    fn detector(&self) -> Detector<'_, E, C, A> {
+        Detector {
+            settings: self.deps.settings,
+            events: self.deps.events,
+            control: self.deps.control,
+            alerts: self.deps.alerts,
+            sigma: self.deps.sigma,
+            clock: self.budget.clock,
+            region: &self.region,
         }
-        let history = self.history(&alertable, items).await?;
-        for item in alertable {
-            for m in evaluate_with(item, &history) {
-                self.enqueue_alert(&alert_record(&m, item, now), counts)
-                    .await?;
-            }
-            // The user's Sigma rules (docs/sigma.md): their matches take the same outbox.
-            let outcome = self.deps.sigma.evaluate_all(item);
-            for m in &outcome.matches {
-                self.enqueue_alert(&sigma_alert_record(m, item, now), counts)
-                    .await?;
-            }
-            for failure in &outcome.failures {
-                tracing::error!(region = %self.region, event_id = %item.event_id,
-                    rule = %failure.id, file = %failure.file, error = %failure.message,
-                    "a Sigma rule failed on an event; the other rules were evaluated");
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues one alert (a conditional put: an (event, rule) already queued is left alone).
-    async fn enqueue_alert(&self, record: &AlertRecord, counts: &mut Counts) -> Result<(), Stop> {
-        let what = format!("queueing alert {} for {}", record.rule_id, record.event_id);
-        let queued = retry_store(&what, ALERT_WRITE_ATTEMPTS, || {
-            self.deps.alerts.enqueue(record)
-        })
-        .await
-        .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
-        if queued {
-            counts.alerts_queued += 1;
-        }
-        Ok(())
-    }
-}
-
-/// Most stored events of one name a batch's history reads (newest first).
-const HISTORY_LIMIT: usize = 1000;
-
-impl<S, E, C, A, O> Invocation<'_, S, E, C, A, O>
-where
-    S: EventSource,
-    E: EventStore,
-    C: ControlStore,
-    A: AlertStore,
-    O: ObjectStore,
-{
-    /// What the history rules read to decide about `alertable` (docs/alerts.md, "Rules that
-    /// read history"): the stored events of the names they need, and the slice's own events,
-    /// which the table's index may not show yet. Nearly always nothing is needed.
-    async fn history(
-        &self,
-        alertable: &[&NormalizedEvent],
-        batch: &[&NormalizedEvent],
-    ) -> Result<History, Stop> {
-        let names = history::needs(alertable.iter().copied());
-        let mut known = History::new();
-        if names.is_empty() {
-            return Ok(known);
-        }
-        let until = alertable
-            .iter()
-            .filter_map(|e| parse_time(&e.event_time))
-            .max()
-            .unwrap_or_else(|| self.budget.now());
-        for name in names {
-            let what = format!("reading stored {name} events for the rules");
-            let stored = retry_store(&what, ALERT_WRITE_ATTEMPTS, || {
-                self.deps.events.events_named(name, until, HISTORY_LIMIT)
-            })
-            .await
-            .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
-            known.extend(&stored);
-        }
-        known.extend(batch.iter().copied());
-        Ok(known)
     }
 }
 

@@ -1,40 +1,38 @@
 //! Counting failed console logins into bursts (docs/alerts.md, "Console login failures"): each
-//! failed IAM-user console login of a stored slice is added to its subjects' counters in the
+//! failed IAM-user console login stored (by a Collect slice or by Realtime) is added to its subjects' counters in the
 //! control table; a burst the failure belongs to is queued in the outbox, keyed by the failure
 //! that reached the threshold, so re-runs, redrives and other regions find it queued already.
 
 use chrono::Duration;
 use iamtrail_core::contract::Counts;
-use iamtrail_core::outbox::{alert_record, is_alertable};
+use iamtrail_core::outbox::{alert_record, is_alertable, AlertRecord};
 use iamtrail_core::record::format_time;
 use iamtrail_core::rules::login_failures::{
     burst_alert, bursts, is_counted_failure, subjects, Failure, Subject, COUNTER_RETENTION_HOURS,
 };
 use iamtrail_core::NormalizedEvent;
 
-use super::{Invocation, Stop};
+use super::{DetectError, Detector, WRITE_ATTEMPTS};
 use crate::backoff::retry_store;
-use crate::ports::{AlertStore, ControlStore, EventSource, EventStore, ObjectStore};
+use crate::ports::{AlertStore, ControlStore, EventStore};
 
-/// Attempts at a counter or outbox write before the slice fails (the checkpoint stays, the
-/// slice is read again, and the counters and the outbox take the same entries again).
-const BURST_WRITE_ATTEMPTS: u32 = 4;
+/// Attempts at a counter or outbox write before detection fails (Collect's slice is read
+/// again, and the counters and the outbox take the same entries again).
+const BURST_WRITE_ATTEMPTS: u32 = WRITE_ATTEMPTS;
 
-impl<S, E, C, A, O> Invocation<'_, S, E, C, A, O>
+impl<E, C, A> Detector<'_, E, C, A>
 where
-    S: EventSource,
     E: EventStore,
     C: ControlStore,
     A: AlertStore,
-    O: ObjectStore,
 {
-    /// Adds the slice's failed console logins to their counters and queues the bursts they
-    /// belong to.
-    pub(super) async fn count_login_failures(
+    /// Adds the stored events' failed console logins to their counters and queues the bursts
+    /// they belong to; returns the records of the bursts this call claimed.
+    pub async fn count_login_failures(
         &self,
         stored: &[&NormalizedEvent],
         counts: &mut Counts,
-    ) -> Result<(), Stop> {
+    ) -> Result<Vec<AlertRecord>, DetectError> {
         // In time order: a burst's threshold is reached by the failure that reaches it, not by
         // whichever the page listed last (LookupEvents pages are newest first).
         let mut failed: Vec<(Failure, &NormalizedEvent)> = stored
@@ -44,14 +42,17 @@ where
             .filter_map(|e| Some((Failure::of(e)?, e)))
             .collect();
         failed.sort_by(|a, b| (a.0.time, &a.0.event_id).cmp(&(b.0.time, &b.0.event_id)));
+        let mut records = Vec::new();
         for (failure, event) in &failed {
             for subject in subjects(event) {
                 let failures = self.add_failure(&subject, failure).await?;
-                self.queue_bursts(&subject, failure, &failures, event, counts)
-                    .await?;
+                records.extend(
+                    self.queue_bursts(&subject, failure, &failures, event, counts)
+                        .await?,
+                );
             }
         }
-        Ok(())
+        Ok(records)
     }
 
     /// Adds one failure to a subject's counter; returns the counter's failures of the last
@@ -60,17 +61,17 @@ where
         &self,
         subject: &Subject,
         failure: &Failure,
-    ) -> Result<Vec<Failure>, Stop> {
+    ) -> Result<Vec<Failure>, DetectError> {
         let key = subject.counter_key();
         let retention = Duration::hours(COUNTER_RETENTION_HOURS);
-        let expires = self.budget.now() + retention;
+        let expires = self.clock.now() + retention;
         let what = format!("counting a failed console login in {key}");
         let entry = failure.entry();
         let entries = retry_store(&what, BURST_WRITE_ATTEMPTS, || {
-            self.deps.control.add_to_counter(&key, &entry, expires)
+            self.control.add_to_counter(&key, &entry, expires)
         })
         .await
-        .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
+        .map_err(|e| DetectError(format!("{what}: {e}")))?;
         let parsed: Vec<(String, Option<Failure>)> = entries
             .into_iter()
             .map(|e| {
@@ -88,7 +89,7 @@ where
             .partition(|(_, f)| f.as_ref().is_some_and(|f| f.time >= newest - retention));
         if !old.is_empty() {
             let old: Vec<String> = old.into_iter().map(|(e, _)| e).collect();
-            if let Err(e) = self.deps.control.drop_counter_entries(&key, &old).await {
+            if let Err(e) = self.control.drop_counter_entries(&key, &old).await {
                 tracing::warn!(%key, error = %e, "could not drop old entries from a login-failure counter; the next failure tries again");
             }
         }
@@ -104,9 +105,10 @@ where
         failures: &[Failure],
         event: &NormalizedEvent,
         counts: &mut Counts,
-    ) -> Result<(), Stop> {
-        let settings = self.deps.settings.login_failures;
-        let now = self.budget.now();
+    ) -> Result<Vec<AlertRecord>, DetectError> {
+        let mut records = Vec::new();
+        let settings = self.settings.login_failures;
+        let now = self.clock.now();
         for burst in bursts(failures, settings) {
             if !burst
                 .failures
@@ -126,28 +128,26 @@ where
             let until = burst.trigger.time + settings.window;
             let what = format!("claiming the login-failure burst alert of {key}");
             let claimed = retry_store(&what, BURST_WRITE_ATTEMPTS, || {
-                self.deps
-                    .control
+                self.control
                     .claim_burst(&key, chain_start, until, &burst.trigger.event_id)
             })
             .await
-            .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
+            .map_err(|e| DetectError(format!("{what}: {e}")))?;
             if !claimed {
                 continue;
             }
             let m = burst_alert(subject, &burst, settings);
             let record = alert_record(&m, &trigger_event(event, &burst.trigger), now);
             let what = format!("queueing the login-failure burst of {}", m.summary);
-            let queued = retry_store(&what, BURST_WRITE_ATTEMPTS, || {
-                self.deps.alerts.enqueue(&record)
-            })
-            .await
-            .map_err(|e| Stop::Failed(format!("{what}: {e}")))?;
+            let queued = retry_store(&what, BURST_WRITE_ATTEMPTS, || self.alerts.enqueue(&record))
+                .await
+                .map_err(|e| DetectError(format!("{what}: {e}")))?;
             if queued {
                 counts.alerts_queued += 1;
             }
+            records.push(record);
         }
-        Ok(())
+        Ok(records)
     }
 }
 
