@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub show_events: usize,
     /// Alert emails to print per run.
     pub show_alerts: usize,
+    /// Replay the dataset through Realtime before the scheduled execution(s).
+    pub realtime: bool,
 }
 
 /// Emulator options for a recorded dataset: shift it so its newest event lands `hours_ago`
@@ -158,6 +160,9 @@ pub async fn run_demo(mut options: DemoOptions) -> Result<()> {
         }
     }
     println!("State machine: {machine}\n");
+    if options.realtime {
+        realtime_replay(&stack, options.show_alerts).await?;
+    }
 
     let mut last: Option<RunSummary> = None;
     let mut last_export: Option<Value> = None;
@@ -283,6 +288,48 @@ pub async fn run_demo(mut options: DemoOptions) -> Result<()> {
     }
     println!("\n{}", metrics_line(&metrics_path)?);
     stack.stop().await;
+    Ok(())
+}
+
+/// Replays the dataset through the Realtime function (docs/realtime.md) and prints what
+/// arrived in the mailbox, and how fast.
+async fn realtime_replay(stack: &LocalStack, show_alerts: usize) -> Result<()> {
+    let bar = spinner();
+    bar.set_message("replaying the dataset through Realtime");
+    let report = crate::replay::replay_realtime(stack, |n, total| {
+        bar.set_message(format!("Realtime: event {n} of {total}"))
+    })
+    .await?;
+    bar.finish_and_clear();
+    let received = stack.received_alerts().await?;
+    println!(
+        "Realtime (EventBridge replay): {} of the {} records reach an ENABLED rule (read-only calls do not); {} match the rule pattern and invoked Realtime: {} stored, {} alerts queued, {} sent; {} received by the mailbox subscription.",
+        report.published,
+        report.records,
+        report.events.len(),
+        report.stored(),
+        report.queued(),
+        report.sent(),
+        received.len()
+    );
+    if let Some((median, max)) = crate::replay::median_max(&report.latencies_ms(&received)) {
+        println!(
+            "  from the event's arrival at the gateway to the message in the mailbox: median {median} ms, max {max} ms"
+        );
+    }
+    for (event_id, error) in report.errors().iter().take(5) {
+        println!(
+            "  error: {event_id}: {}",
+            crate::render::sanitize(error, 200)
+        );
+    }
+    for (i, alert) in received.iter().enumerate().take(show_alerts) {
+        println!("\n{}", crate::render::email(alert, i + 1, received.len()));
+    }
+    if received.len() > show_alerts {
+        println!("… and {} more alert(s).", received.len() - show_alerts);
+    }
+    println!("\nNow the scheduled execution: it stores everything and sends only what Realtime did not.\n");
     Ok(())
 }
 

@@ -7,4 +7,5 @@ pub mod deployed;
 pub mod follow;
 pub mod local;
 pub mod render;
+pub mod replay;
 pub mod stack;

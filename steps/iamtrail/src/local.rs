@@ -166,6 +166,21 @@ pub struct ReceivedAlert {
     pub subject: String,
     pub body: String,
     pub attributes: Vec<(String, String)>,
+    /// When the message reached the mailbox queue (SQS `SentTimestamp`).
+    pub received_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ReceivedAlert {
+    /// The alert's CloudTrail event id (the body's `Event ID` line); `None` for a root
+    /// session's email, which lists several calls.
+    pub fn event_id(&self) -> Option<&str> {
+        let mut ids = self
+            .body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- Event ID: "));
+        let id = ids.next()?;
+        ids.next().is_none().then_some(id.trim())
+    }
 }
 
 /// The ARN of a local Lambda function.
@@ -226,6 +241,7 @@ impl LocalStack {
             ("aggregate", Step::Aggregate),
             ("evaluate-alerts", Step::EvaluateAlerts),
             ("export", Step::Export),
+            ("realtime", Step::Realtime),
         ] {
             let cell = cell.clone();
             let failing = options.fail_collect_regions.clone();
@@ -480,6 +496,9 @@ impl LocalStack {
                 .queue_url(&url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+                )
                 .send()
                 .await
                 .map_err(sdk_error)?;
@@ -520,6 +539,13 @@ impl LocalStack {
                     subject: text("Subject"),
                     body: text("Message"),
                     attributes,
+                    received_at: m
+                        .attributes()
+                        .and_then(|a| {
+                            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
+                        })
+                        .and_then(|ms| ms.parse::<i64>().ok())
+                        .and_then(chrono::DateTime::from_timestamp_millis),
                 });
                 if let Some(handle) = m.receipt_handle() {
                     sqs.delete_message()

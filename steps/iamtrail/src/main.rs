@@ -221,6 +221,10 @@ struct DemoArgs {
     /// How many alert emails to print per run.
     #[arg(long, default_value_t = 3)]
     show_alerts: usize,
+    /// First replay the dataset through the near-real-time path (the Realtime function, as
+    /// EventBridge would invoke it), then run the scheduled execution(s) (docs/realtime.md).
+    #[arg(long)]
+    realtime: bool,
 }
 
 #[derive(Args)]
@@ -374,6 +378,7 @@ async fn run() -> Result<()> {
                 input,
                 show_events: args.show_events,
                 show_alerts: args.show_alerts,
+                realtime: args.realtime,
             })
             .await
         }

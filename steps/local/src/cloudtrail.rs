@@ -570,6 +570,23 @@ impl CloudTrailEmulator {
         r
     }
 
+    /// Every stored management record (insights left out) as `LookupEvents` serves it (the
+    /// `CloudTrailEvent` text, time-shifted), oldest first: what CloudTrail would have
+    /// published to EventBridge as the calls happened (the local stack's real-time replay).
+    pub fn records(&self) -> Vec<String> {
+        let store = read(&self.store);
+        let mut all: Vec<&Arc<StoredEvent>> = store
+            .regions
+            .values()
+            .flat_map(|events| events.values())
+            .filter(|e| !e.insight)
+            .collect();
+        all.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+        all.into_iter()
+            .map(|e| e.cloudtrail_event.clone())
+            .collect()
+    }
+
     /// The time shift in effect (`None` until resolved: `LatestAt` with no record yet).
     pub fn shift(&self) -> Option<TimeDelta> {
         read(&self.store).shift
