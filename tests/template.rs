@@ -2,10 +2,14 @@
 //! attribute with DescribeTable, DescribeTimeToLive and DescribeContinuousBackups on moto; its
 //! alarms (DescribeAlarms) are the template's on the workflow and the steps' own metrics. And
 //! what the template alone must hold: retention, parameter defaults, the alarm list (printed),
-//! the operations topic, the dashboard and the lifecycle (docs/operations.md).
+//! the operations topic, the dashboard and the lifecycle (docs/operations.md); the fast path
+//! (docs/realtime.md): the rule pattern against `iamtrail_core::realtime::event_pattern`, the
+//! RealtimeAlerts switch, the Realtime role, the dead-letter queues, and
+//! templates/realtime-forwarding.yaml.
 
 use std::collections::{BTreeSet, HashMap};
 
+use iamtrail_core::realtime::{envelope, event_pattern, matches_pattern, PatternOptions};
 use iamtrail_e2e::*;
 use serde_yaml::Value;
 
@@ -375,10 +379,13 @@ fn show(v: &Value) -> String {
 }
 
 /// The template's values for one set of parameter values (the defaults, with overrides):
-/// resolves `!Ref` of a parameter and `!If` on a condition (`!Equals`, `!Not`, `!Ref`).
+/// resolves `!Ref` of a parameter (a `CommaDelimitedList` one to a list), `AWS::NoValue`
+/// (dropped from its list or mapping), `AWS::Region` when [`Resolver::in_region`] set it, `!If`
+/// on a condition (`!Equals`, `!Not`, `!And`, `!Or`, `!Condition`), and `!Join` of plain text.
 struct Resolver<'a> {
     template: &'a Value,
     params: HashMap<String, String>,
+    region: Option<String>,
 }
 
 impl<'a> Resolver<'a> {
@@ -396,7 +403,25 @@ impl<'a> Resolver<'a> {
             assert!(params.contains_key(*k), "no parameter {k}");
             params.insert(k.to_string(), v.to_string());
         }
-        Resolver { template, params }
+        Resolver {
+            template,
+            params,
+            region: None,
+        }
+    }
+
+    /// The same, for a stack in `region` (`!Ref AWS::Region`).
+    fn in_region(mut self, region: &str) -> Self {
+        self.region = Some(region.to_string());
+        self
+    }
+
+    /// Whether a resource or output exists for these parameters (its `Condition`).
+    fn exists(&self, resource: &Value) -> bool {
+        match &resource["Condition"] {
+            Value::Null => true,
+            c => self.condition(&s(c)),
+        }
     }
 
     fn condition(&self, name: &str) -> bool {
@@ -416,11 +441,23 @@ impl<'a> Resolver<'a> {
         if let Some(name) = tag(v, "!Condition") {
             return self.condition(&s(name));
         }
+        if let Some(args) = tag(v, "!And") {
+            return args.as_sequence().unwrap().iter().all(|c| self.truth(c));
+        }
+        if let Some(args) = tag(v, "!Or") {
+            return args.as_sequence().unwrap().iter().any(|c| self.truth(c));
+        }
         panic!("unsupported condition {v:?}")
     }
 
-    /// `v` with parameter references and `!If` resolved (other tags are kept).
+    /// `v` with parameter references and `!If` resolved (other tags are kept); `Null` for
+    /// `AWS::NoValue`.
     fn value(&self, v: &Value) -> Value {
+        self.resolve(v).unwrap_or(Value::Null)
+    }
+
+    /// [`Resolver::value`], with `None` for `AWS::NoValue`.
+    fn resolve(&self, v: &Value) -> Option<Value> {
         if let Some(args) = tag(v, "!If") {
             let args = args.as_sequence().unwrap();
             let branch = if self.condition(&s(&args[0])) {
@@ -428,22 +465,50 @@ impl<'a> Resolver<'a> {
             } else {
                 &args[2]
             };
-            return self.value(branch);
+            return self.resolve(branch);
         }
         if let Some(name) = tag(v, "!Ref") {
-            if let Some(p) = self.params.get(&s(name)) {
-                return Value::String(p.clone());
+            let name = s(name);
+            if name == "AWS::NoValue" {
+                return None;
+            }
+            if let (Some(region), "AWS::Region") = (&self.region, name.as_str()) {
+                return Some(Value::String(region.clone()));
+            }
+            if let Some(p) = self.params.get(&name) {
+                let ty = s(&self.template["Parameters"][name.as_str()]["Type"]);
+                return Some(if ty == "CommaDelimitedList" {
+                    Value::Sequence(p.split(',').map(|x| Value::String(x.into())).collect())
+                } else {
+                    Value::String(p.clone())
+                });
             }
         }
-        match v {
+        if let Some(args) = tag(v, "!Join") {
+            let args = args.as_sequence().unwrap();
+            if let Some(Value::Sequence(items)) = self.resolve(&args[1]) {
+                if items.iter().all(Value::is_string) {
+                    let parts: Vec<String> = items.iter().map(s).collect();
+                    return Some(Value::String(parts.join(&s(&args[0]))));
+                }
+            }
+        }
+        Some(match v {
             Value::Sequence(items) => {
-                Value::Sequence(items.iter().map(|i| self.value(i)).collect())
+                Value::Sequence(items.iter().filter_map(|i| self.resolve(i)).collect())
             }
-            Value::Mapping(m) => {
-                Value::Mapping(m.iter().map(|(k, v)| (k.clone(), self.value(v))).collect())
-            }
+            Value::Mapping(m) => Value::Mapping(
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), self.resolve(v)?)))
+                    .collect(),
+            ),
+            // Another function (`!Sub`, `!GetAtt`, ...), kept, with its arguments resolved.
+            Value::Tagged(t) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: t.tag.clone(),
+                value: self.resolve(&t.value)?,
+            })),
             other => other.clone(),
-        }
+        })
     }
 
     fn text(&self, v: &Value) -> String {
@@ -481,7 +546,7 @@ fn alarms(resolver: &Resolver) -> Vec<Alarm> {
     let resources = resolver.template["Resources"].as_mapping().unwrap();
     let mut out = Vec::new();
     for (id, r) in resources {
-        if s(&r["Type"]) != "AWS::CloudWatch::Alarm" {
+        if s(&r["Type"]) != "AWS::CloudWatch::Alarm" || !resolver.exists(r) {
             continue;
         }
         let p = &r["Properties"];
@@ -559,8 +624,9 @@ fn want(
     }
 }
 
-/// The required alarms, for the default parameters: the workflow's, the steps' EMF
-/// metrics (docs/metrics.md), and three per function and two per table found in the template.
+/// The required alarms, for the resolver's parameters: the workflow's, the steps' EMF
+/// metrics (docs/metrics.md), and three per function, two per table and one per dead-letter
+/// queue found in the template (those that exist with these parameters).
 fn required_alarms(template: &Value, resolver: &Resolver) -> Vec<Want> {
     let machine = || vec![("StateMachineArn", "!Ref TrackerStateMachine".to_string())];
     let lag = {
@@ -654,7 +720,11 @@ fn required_alarms(template: &Value, resolver: &Resolver) -> Vec<Want> {
     let resources = template["Resources"].as_mapping().unwrap();
     let mut functions = 0;
     let mut tables = 0;
+    let mut queues = 0;
     for (id, r) in resources {
+        if !resolver.exists(r) {
+            continue;
+        }
         let id = s(id);
         let dims = |name: &'static str| vec![(name, format!("!Ref {id}"))];
         match s(&r["Type"]).as_str() {
@@ -690,6 +760,20 @@ fn required_alarms(template: &Value, resolver: &Resolver) -> Vec<Want> {
                     "notBreaching",
                 ));
             }
+            // A message in a dead-letter queue is an event the fast path dropped.
+            "AWS::SQS::Queue" => {
+                queues += 1;
+                assert!(id.ends_with("DeadLetterQueue"), "{id}: a queue for what?");
+                wants.push(want(
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    vec![("QueueName", format!("!GetAtt {id}.QueueName"))],
+                    "Maximum",
+                    GT,
+                    0.0,
+                    "notBreaching",
+                ));
+            }
             "AWS::DynamoDB::Table" => {
                 tables += 1;
                 for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
@@ -707,10 +791,11 @@ fn required_alarms(template: &Value, resolver: &Resolver) -> Vec<Want> {
             _ => {}
         }
     }
+    let realtime = resolver.condition("RealtimeOn");
     assert_eq!(
-        (functions, tables),
-        (5, 3),
-        "five step functions, three tables"
+        (functions, tables, queues),
+        (5 + usize::from(realtime), 3, usize::from(realtime)),
+        "five step functions (and Realtime), three tables (and Realtime's dead-letter queue)"
     );
     wants
 }
@@ -737,18 +822,12 @@ fn operations_anchors() -> BTreeSet<String> {
         .collect()
 }
 
-/// Every required alarm exists with its metric, namespace, dimensions, statistic,
-/// threshold and comparison, notifies the operations topic, is named after the stack (the topic
-/// and key policies only let `<stack>-*` alarms publish) and says what it means and what to do,
-/// pointing to a section of docs/operations.md that exists. Prints the alarm list.
-#[test]
-fn required_alarms_watch_their_metrics_and_notify_the_operations_topic() {
-    let template = load_template();
-    let resolver = Resolver::new(&template, &[]);
-    let found = alarms(&resolver);
-    let anchors = operations_anchors();
+/// The template's alarms for these parameters, each one of [`required_alarms`] with its metric,
+/// statistic, comparison, threshold and missing-data treatment, and none more.
+fn required_alarms_found(template: &Value, resolver: &Resolver) -> Vec<Alarm> {
+    let found = alarms(resolver);
     let mut matched = BTreeSet::new();
-    for w in required_alarms(&template, &resolver) {
+    for w in required_alarms(template, resolver) {
         let dims: Vec<(String, String)> = w
             .dimensions
             .iter()
@@ -779,6 +858,70 @@ fn required_alarms_watch_their_metrics_and_notify_the_operations_topic() {
         found.len(),
         "an alarm nobody asked for: update this test"
     );
+    found
+}
+
+/// With `RealtimeAlerts=false` the fast path's four alarms are gone and every other one is still
+/// there; with it on they watch the Realtime function and its dead-letter queue.
+#[test]
+fn realtime_alarms_exist_only_with_the_fast_path() {
+    let template = load_template();
+    let on = required_alarms_found(&template, &Resolver::new(&template, &[]));
+    let off = required_alarms_found(
+        &template,
+        &Resolver::new(&template, &[("RealtimeAlerts", "false")]),
+    );
+    let ids = |alarms: &[Alarm]| -> BTreeSet<String> {
+        alarms.iter().map(|a| a.logical_id.clone()).collect()
+    };
+    let fast: BTreeSet<String> = ids(&on).difference(&ids(&off)).cloned().collect();
+    assert_eq!(
+        fast,
+        BTreeSet::from(
+            [
+                "RealtimeDeadLetterAlarm",
+                "RealtimeDurationAlarm",
+                "RealtimeErrorsAlarm",
+                "RealtimeThrottlesAlarm"
+            ]
+            .map(String::from)
+        )
+    );
+    assert!(ids(&off).is_subset(&ids(&on)));
+    let duration = on
+        .iter()
+        .find(|a| a.logical_id == "RealtimeDurationAlarm")
+        .unwrap();
+    assert_eq!(duration.dimensions[0].1, "!Ref RealtimeFunction");
+    assert_eq!(duration.threshold, 24000.0, "0.8 x the 30 s timeout");
+    let dead = on
+        .iter()
+        .find(|a| a.logical_id == "RealtimeDeadLetterAlarm")
+        .unwrap();
+    assert_eq!(
+        dead.dimensions,
+        [(
+            "QueueName".to_string(),
+            "!GetAtt RealtimeDeadLetterQueue.QueueName".to_string()
+        )]
+    );
+    assert_eq!(
+        dead.ok_actions,
+        [TOPIC],
+        "it says when the queue is empty again"
+    );
+}
+
+/// Every required alarm exists with its metric, namespace, dimensions, statistic,
+/// threshold and comparison, notifies the operations topic, is named after the stack (the topic
+/// and key policies only let `<stack>-*` alarms publish) and says what it means and what to do,
+/// pointing to a section of docs/operations.md that exists. Prints the alarm list.
+#[test]
+fn required_alarms_watch_their_metrics_and_notify_the_operations_topic() {
+    let template = load_template();
+    let resolver = Resolver::new(&template, &[]);
+    let found = required_alarms_found(&template, &resolver);
+    let anchors = operations_anchors();
     println!(
         "{} alarms (default parameters), all to the operations topic:",
         found.len()
@@ -1010,15 +1153,7 @@ fn dashboard_shows_lag_per_region_and_lists_every_alarm() {
         .unwrap()
         .as_sequence()
         .unwrap();
-    // The JSON with every ${...} replaced by a sample value.
-    let mut body = s(&sub[0]);
-    while let Some(start) = body.find("${") {
-        let end = start + body[start..].find('}').unwrap();
-        let name = &body[start + 2..end];
-        let sample = if name == "LagThreshold" { "10800" } else { "x" };
-        body.replace_range(start..=end, sample);
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let (expanded, json) = dashboard_body(&Resolver::new(&template, &[]));
     let widgets = json["widgets"].as_array().unwrap();
     let text = s(&sub[0]);
     assert!(text.contains(
@@ -1070,12 +1205,72 @@ fn dashboard_shows_lag_per_region_and_lists_every_alarm() {
     for (id, r) in resources {
         if s(&r["Type"]) == "AWS::CloudWatch::Alarm" {
             assert!(
-                text.contains(&format!("${{{}.Arn}}", s(id))),
+                expanded.contains(&format!("${{{}.Arn}}", s(id))),
                 "{id:?} is on the dashboard"
             );
         }
     }
     assert_eq!(show(&sub[1]["Namespace"]), OWN_NAMESPACE);
+}
+
+/// The dashboard's body for these parameters: the text with the `!Sub` variables of its
+/// second argument put in (the `${Resource.Attribute}` references left), and the JSON with
+/// every remaining `${...}` replaced by a sample value.
+fn dashboard_body(resolver: &Resolver) -> (String, serde_json::Value) {
+    let sub = tag(
+        &resolver.template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"],
+        "!Sub",
+    )
+    .unwrap()
+    .as_sequence()
+    .unwrap();
+    let mut text = s(&sub[0]);
+    for (name, v) in sub[1].as_mapping().unwrap() {
+        let resolved = resolver.value(v);
+        let inner = tag(&resolved, "!Sub")
+            .map(s)
+            .unwrap_or_else(|| show(&resolved));
+        text = text.replace(&format!("${{{}}}", s(name)), &inner);
+    }
+    let mut body = text.clone();
+    while let Some(start) = body.find("${") {
+        let end = start + body[start..].find('}').unwrap();
+        body.replace_range(start..=end, "x");
+    }
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("the dashboard body is not JSON ({e}):\n{body}"));
+    (text, json)
+}
+
+/// The fast path's alarms are on the dashboard only when they exist: with
+/// `RealtimeAlerts=false` the body names none of its resources and is still JSON.
+#[test]
+fn dashboard_lists_the_fast_path_alarms_only_when_they_exist() {
+    let template = load_template();
+    let count = |json: &serde_json::Value| {
+        json["widgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["type"] == "alarm")
+            .unwrap()["properties"]["alarms"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let (on_text, on) = dashboard_body(&Resolver::new(&template, &[]));
+    let (off_text, off) = dashboard_body(&Resolver::new(&template, &[("RealtimeAlerts", "false")]));
+    assert_eq!(count(&on), count(&off) + 4);
+    for id in [
+        "RealtimeErrorsAlarm",
+        "RealtimeThrottlesAlarm",
+        "RealtimeDurationAlarm",
+        "RealtimeDeadLetterAlarm",
+    ] {
+        let reference = format!("${{{id}.Arn}}");
+        assert!(on_text.contains(&reference), "{id}");
+        assert!(!off_text.contains(&reference), "{id} without the fast path");
+    }
 }
 
 /// Athena reads Standard, Standard-IA and Glacier Instant Retrieval but not Glacier Flexible
@@ -1250,8 +1445,8 @@ impl Cfn<'_> {
     }
 }
 
-/// The Collect role's policies that depend on a condition, evaluated for one SigmaRulesUri.
-fn sigma_policies(template: &Value, uri: &str) -> Vec<Value> {
+/// A role's policies that depend on a condition, evaluated for one SigmaRulesUri.
+fn sigma_policies(template: &Value, role: &str, uri: &str) -> Vec<Value> {
     let mut params: HashMap<String, String> = HashMap::new();
     for (name, p) in template["Parameters"].as_mapping().unwrap() {
         let default = match untag(&p["Default"]) {
@@ -1263,7 +1458,7 @@ fn sigma_policies(template: &Value, uri: &str) -> Vec<Value> {
     }
     params.insert("SigmaRulesUri".into(), uri.into());
     let cfn = Cfn { template, params };
-    template["Resources"]["CollectRole"]["Properties"]["Policies"]
+    template["Resources"][role]["Properties"]["Policies"]
         .as_sequence()
         .unwrap()
         .iter()
@@ -1272,23 +1467,28 @@ fn sigma_policies(template: &Value, uri: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `SigmaRulesUri` reaches Collect, and only Collect, as `SIGMA_RULES`; when it is set, the
-/// Collect role may read the rule objects under its prefix and list that prefix, nothing more
-/// of the bucket; the parameter's pattern accepts exactly what the step can read.
+/// `SigmaRulesUri` reaches Collect and Realtime (which run the rules), and no other function,
+/// as `SIGMA_RULES`; when it is set, their roles may read the rule objects under its prefix and
+/// list that prefix, nothing more of the bucket; the parameter's pattern accepts exactly what
+/// the steps can read.
 #[test]
 fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
     use iamtrail_core::sigma::RulesLocation;
+    const READERS: [&str; 2] = ["CollectFunction", "RealtimeFunction"];
     let template = load_template();
     let parameter = &template["Parameters"]["SigmaRulesUri"];
     assert_eq!(s(&parameter["Default"]), "");
-    let collect = &template["Resources"]["CollectFunction"]["Properties"];
-    assert_eq!(
-        show(&collect["Environment"]["Variables"]["SIGMA_RULES"]),
-        "!Ref SigmaRulesUri"
-    );
+    for reader in READERS {
+        let function = &template["Resources"][reader]["Properties"];
+        assert_eq!(
+            show(&function["Environment"]["Variables"]["SIGMA_RULES"]),
+            "!Ref SigmaRulesUri",
+            "{reader}"
+        );
+    }
     assert!(template["Globals"]["Function"]["Environment"]["Variables"]["SIGMA_RULES"].is_null());
     for (id, r) in template["Resources"].as_mapping().unwrap() {
-        if s(id) != "CollectFunction" {
+        if !READERS.contains(&s(id).as_str()) {
             assert!(
                 r["Properties"]["Environment"]["Variables"]["SIGMA_RULES"].is_null(),
                 "{} gets SIGMA_RULES",
@@ -1310,10 +1510,12 @@ fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
         assert!(!pattern.is_match(bad), "the pattern accepts {bad}");
     }
 
-    assert!(
-        sigma_policies(&template, "").is_empty(),
-        "no Sigma grant without SigmaRulesUri"
-    );
+    for role in ["CollectRole", "RealtimeRole"] {
+        assert!(
+            sigma_policies(&template, role, "").is_empty(),
+            "{role}: no Sigma grant without SigmaRulesUri"
+        );
+    }
     for uri in [
         "s3://rules-bucket/team/sigma/",
         "s3://rules-bucket/sigma",
@@ -1326,8 +1528,13 @@ fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
         let Ok(RulesLocation::S3 { bucket, prefix }) = RulesLocation::parse(uri) else {
             panic!("SIGMA_RULES={uri} is not an S3 location");
         };
-        let policies = sigma_policies(&template, uri);
+        let policies = sigma_policies(&template, "CollectRole", uri);
         assert_eq!(policies.len(), 1, "{uri}");
+        assert_eq!(
+            sigma_policies(&template, "RealtimeRole", uri),
+            policies,
+            "{uri}: Realtime reads the rules as Collect does"
+        );
         let statements = policies[0]["PolicyDocument"]["Statement"]
             .as_sequence()
             .unwrap();
@@ -1360,6 +1567,626 @@ fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
                 ),
             ],
             "{uri}"
+        );
+    }
+}
+
+// ---- The fast path: the Realtime rule, function and role, and the forwarding template -------
+
+fn load_forwarding() -> Value {
+    let path = repo_root().join("templates/realtime-forwarding.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A resolved YAML value as JSON; it must hold no CloudFormation function any more.
+fn json(v: &Value) -> serde_json::Value {
+    fn untagged(v: &Value) -> bool {
+        match v {
+            Value::Tagged(_) => false,
+            Value::Sequence(items) => items.iter().all(untagged),
+            Value::Mapping(m) => m.values().all(untagged),
+            _ => true,
+        }
+    }
+    assert!(untagged(v), "unresolved: {v:?}");
+    serde_json::to_value(v).unwrap()
+}
+
+/// `event_pattern`'s pattern as EventBridge takes it: an `$or` of one pattern is refused
+/// ("There must have at least 2 Objects in $or relationship"), so that pattern's fields stand in
+/// its place.
+fn eventbridge_form(mut pattern: serde_json::Value) -> serde_json::Value {
+    let fields = pattern.as_object_mut().unwrap();
+    let single = fields
+        .get("$or")
+        .and_then(|o| o.as_array())
+        .filter(|o| o.len() == 1)
+        .map(|o| o[0].as_object().unwrap().clone());
+    if let Some(only) = single {
+        fields.remove("$or");
+        for (k, v) in only {
+            assert!(fields.insert(k.clone(), v).is_none(), "{k} twice");
+        }
+    }
+    pattern
+}
+
+/// What EventBridge refuses in a pattern: an `$or` of fewer than two patterns, an empty
+/// array or object.
+fn assert_eventbridge_accepts(pattern: &serde_json::Value, what: &str) {
+    match pattern {
+        serde_json::Value::Object(fields) => {
+            assert!(!fields.is_empty(), "{what}: an empty object");
+            for (k, v) in fields {
+                if k == "$or" {
+                    let branches = v.as_array().expect("$or holds an array");
+                    assert!(branches.len() >= 2, "{what}: $or of {}", branches.len());
+                }
+                assert_eventbridge_accepts(v, what);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            assert!(!items.is_empty(), "{what}: an empty array");
+            items
+                .iter()
+                .for_each(|i| assert_eventbridge_accepts(i, what));
+        }
+        _ => {}
+    }
+}
+
+/// The Realtime rule's pattern for these parameters, `None` when the rule does not exist.
+fn realtime_pattern(template: &Value, overrides: &[(&str, &str)]) -> Option<serde_json::Value> {
+    let resolver = Resolver::new(template, overrides);
+    let rule = &template["Resources"]["RealtimeRule"];
+    assert_eq!(s(&rule["Type"]), "AWS::Events::Rule");
+    resolver
+        .exists(rule)
+        .then(|| json(&resolver.value(&rule["Properties"]["EventPattern"])))
+}
+
+fn pattern_options(sts: &[&str], root: bool) -> PatternOptions {
+    PatternOptions {
+        sts_event_names: sts.iter().map(|n| n.to_string()).collect(),
+        root,
+    }
+}
+
+/// A CloudTrail record of `name` as the rule sees it.
+fn api_call(source: &str, name: &str, identity: &str) -> serde_json::Value {
+    envelope(&serde_json::json!({
+        "eventVersion": "1.08",
+        "eventID": "0b9c2a51-0000-4000-8000-000000000001",
+        "eventTime": "2026-11-30T10:00:00Z",
+        "eventSource": source,
+        "eventName": name,
+        "eventType": "AwsApiCall",
+        "awsRegion": "eu-west-1",
+        "readOnly": false,
+        "recipientAccountId": "111122223333",
+        "userIdentity": {"type": identity, "accountId": "111122223333"},
+    }))
+    .unwrap()
+}
+
+/// The template's rule pattern is `iamtrail_core::realtime::event_pattern` for the options its
+/// parameters give: the default STS name and the root branch by default, the names of
+/// RealtimeStsEventNames, no STS branch without the STS source or names, no root branch without
+/// the root source, and no `$or` when only the sources are left. The rule exists only with
+/// RealtimeAlerts=true.
+#[test]
+fn realtime_rule_pattern_is_the_core_pattern() {
+    let template = load_template();
+    let cases: [(&[(&str, &str)], PatternOptions); 7] = [
+        (&[], PatternOptions::default()),
+        (
+            &[("ProcessRootEvents", "false")],
+            pattern_options(&["GetFederationToken"], false),
+        ),
+        (
+            &[(
+                "RealtimeStsEventNames",
+                "GetFederationToken,GetSessionToken",
+            )],
+            pattern_options(&["GetFederationToken", "GetSessionToken"], true),
+        ),
+        (&[("ProcessStsEvents", "false")], pattern_options(&[], true)),
+        (&[("RealtimeStsEventNames", "")], pattern_options(&[], true)),
+        (
+            &[
+                ("ProcessStsEvents", "false"),
+                ("ProcessRootEvents", "false"),
+            ],
+            pattern_options(&[], false),
+        ),
+        (
+            &[
+                ("RealtimeStsEventNames", "GetSessionToken"),
+                ("ProcessRootEvents", "false"),
+            ],
+            pattern_options(&["GetSessionToken"], false),
+        ),
+    ];
+    for (overrides, options) in cases {
+        let pattern = realtime_pattern(&template, overrides).expect("the rule exists");
+        assert_eq!(
+            pattern,
+            eventbridge_form(event_pattern(&options)),
+            "{overrides:?}"
+        );
+        assert_eventbridge_accepts(&pattern, &format!("{overrides:?}"));
+    }
+    // The default is the core's default, unchanged (three branches).
+    let default = realtime_pattern(&template, &[]).unwrap();
+    assert_eq!(default, event_pattern(&PatternOptions::default()));
+    assert_eq!(default["$or"].as_array().unwrap().len(), 3);
+    let sources_only = realtime_pattern(
+        &template,
+        &[
+            ("ProcessStsEvents", "false"),
+            ("ProcessRootEvents", "false"),
+        ],
+    )
+    .unwrap();
+    assert!(sources_only.get("$or").is_none(), "{sources_only}");
+
+    // What the pattern lets through, read from the template's own pattern.
+    let session_token = api_call("sts.amazonaws.com", "GetSessionToken", "IAMUser");
+    let federation_token = api_call("sts.amazonaws.com", "GetFederationToken", "IAMUser");
+    let assume_role = api_call("sts.amazonaws.com", "AssumeRole", "AWSService");
+    let root_kms = api_call("kms.amazonaws.com", "CreateKey", "Root");
+    assert!(matches_pattern(&default, &federation_token));
+    assert!(!matches_pattern(&default, &session_token));
+    assert!(!matches_pattern(&default, &assume_role));
+    assert!(matches_pattern(&default, &root_kms));
+    let more = realtime_pattern(
+        &template,
+        &[(
+            "RealtimeStsEventNames",
+            "GetFederationToken,GetSessionToken",
+        )],
+    )
+    .unwrap();
+    assert!(matches_pattern(&more, &session_token));
+    assert!(!matches_pattern(&more, &assume_role));
+    assert!(!matches_pattern(&sources_only, &root_kms));
+    assert!(matches_pattern(
+        &sources_only,
+        &api_call("iam.amazonaws.com", "CreateUser", "IAMUser")
+    ));
+
+    assert_eq!(
+        realtime_pattern(&template, &[("RealtimeAlerts", "false")]),
+        None
+    );
+}
+
+/// With RealtimeAlerts=false no resource or output of the fast path exists and nothing that
+/// does exist refers to one (CloudFormation refuses a reference to a resource whose condition
+/// is false); with the default every one of them exists.
+#[test]
+fn realtime_alerts_false_removes_the_whole_fast_path() {
+    let template = load_template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let ids: Vec<String> = resources
+        .keys()
+        .map(s)
+        .filter(|id| id.starts_with("Realtime"))
+        .collect();
+    assert_eq!(
+        ids.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            "RealtimeLogGroup",
+            "RealtimeRole",
+            "RealtimeFunction",
+            "RealtimeDeadLetterQueue",
+            "RealtimeDeadLetterQueuePolicy",
+            "RealtimeRule",
+            "RealtimeInvokePermission",
+            "RealtimeErrorsAlarm",
+            "RealtimeThrottlesAlarm",
+            "RealtimeDurationAlarm",
+            "RealtimeDeadLetterAlarm",
+        ])
+    );
+    let on = Resolver::new(&template, &[]);
+    let off = Resolver::new(&template, &[("RealtimeAlerts", "false")]);
+    for id in &ids {
+        let r = &template["Resources"][id.as_str()];
+        assert_eq!(s(&r["Condition"]), "RealtimeOn", "{id}");
+        assert!(on.exists(r) && !off.exists(r), "{id}");
+    }
+    let reference = regex::Regex::new(&format!(r#"["{{]({})["}}.]"#, ids.join("|"))).unwrap();
+    let outputs = template["Outputs"].as_mapping().unwrap();
+    for (id, r) in resources.iter().chain(outputs) {
+        if !off.exists(r) {
+            continue;
+        }
+        let text = format!("{:?}", off.value(r));
+        if let Some(m) = reference.find(&text) {
+            panic!("{}: refers to {} without the fast path", s(id), m.as_str());
+        }
+    }
+    for output in [
+        "RealtimeFunctionName",
+        "RealtimeRuleArn",
+        "RealtimeDeadLetterQueueUrl",
+    ] {
+        let o = &template["Outputs"][output];
+        assert!(on.exists(o) && !off.exists(o), "{output}");
+    }
+    // The key policy names the role only when it exists.
+    let key_statements = |r: &Resolver| -> Vec<Value> {
+        r.value(&template["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"])
+            .as_sequence()
+            .unwrap()
+            .clone()
+    };
+    let realtime_key = |statements: &[Value]| {
+        statements
+            .iter()
+            .filter(|st| show(&st["Principal"]["AWS"]) == "!GetAtt RealtimeRole.Arn")
+            .map(|st| {
+                st["Action"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(s)
+                    .collect::<BTreeSet<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        realtime_key(&key_statements(&on)),
+        [BTreeSet::from([
+            "kms:Decrypt".to_string(),
+            "kms:GenerateDataKey*".to_string()
+        ])],
+        "Realtime publishes to the KMS-encrypted alerts topic"
+    );
+    assert!(realtime_key(&key_statements(&off)).is_empty());
+}
+
+/// One statement's (action, resource) pairs, the resource as text (`!GetAtt X.Arn`, `!Sub ...`).
+fn grants(statement: &Value) -> Vec<(String, String)> {
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::Sequence(items) => items.iter().map(show).collect(),
+            other => vec![show(other)],
+        }
+    };
+    let mut out = Vec::new();
+    for action in list(&statement["Action"]) {
+        for resource in list(&statement["Resource"]) {
+            out.push((action.clone(), resource));
+        }
+    }
+    out
+}
+
+/// A role's statements (policy name, statement) for these parameters.
+fn role_statements(resolver: &Resolver, role: &str) -> Vec<(String, Value)> {
+    let policies = resolver.value(&resolver.template["Resources"][role]["Properties"]["Policies"]);
+    let mut out = Vec::new();
+    for policy in policies.as_sequence().unwrap() {
+        for st in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+            out.push((s(&policy["PolicyName"]), st.clone()));
+        }
+    }
+    out
+}
+
+/// The Realtime role is least privilege: exactly the writes and the one index Query its work
+/// needs, on the stack's own tables, topic, queue and log group; no Scan, no CloudTrail, no S3
+/// but the Sigma read (only with SigmaRulesUri), no `*` resource and no wildcard action.
+#[test]
+fn realtime_role_is_least_privilege() {
+    let template = load_template();
+    let resolver = Resolver::new(&template, &[("SigmaRulesUri", "s3://rules-bucket/sigma/")]);
+    let statements = role_statements(&resolver, "RealtimeRole");
+    let mut granted = BTreeSet::new();
+    let mut sigma = 0;
+    for (policy, st) in &statements {
+        assert_eq!(s(&st["Effect"]), "Allow", "{policy}: {st:?}");
+        for (action, resource) in grants(st) {
+            assert!(!action.contains('*'), "{policy}: {action}");
+            assert_ne!(resource, "*", "{policy}: {action} on every resource");
+            assert!(
+                !action.starts_with("cloudtrail:") && action != "dynamodb:Scan",
+                "{policy}: {action}"
+            );
+            if action.starts_with("s3:") {
+                assert_eq!(policy, "sigma-rules", "{action} {resource}");
+                sigma += 1;
+                continue;
+            }
+            granted.insert((action, resource));
+        }
+    }
+    assert_eq!(sigma, 2, "s3:GetObject and s3:ListBucket of the rules");
+    let publish = role_statements(&resolver, "EvaluateAlertsRole")
+        .iter()
+        .flat_map(|(_, st)| grants(st))
+        .find(|(a, _)| a == "sns:Publish")
+        .expect("EvaluateAlerts publishes")
+        .1;
+    let g = |a: &str, r: &str| (a.to_string(), r.to_string());
+    assert_eq!(
+        granted,
+        BTreeSet::from([
+            g("dynamodb:BatchWriteItem", "!GetAtt EventsTable.Arn"),
+            g("dynamodb:PutItem", "!GetAtt EventsTable.Arn"),
+            g(
+                "dynamodb:Query",
+                "!Sub ${EventsTable.Arn}/index/event_name-event_time-index"
+            ),
+            g("dynamodb:UpdateItem", "!GetAtt ControlTable.Arn"),
+            g("dynamodb:PutItem", "!GetAtt AlertsTable.Arn"),
+            g("dynamodb:UpdateItem", "!GetAtt AlertsTable.Arn"),
+            g("sns:Publish", &publish),
+            g("sqs:SendMessage", "!GetAtt RealtimeDeadLetterQueue.Arn"),
+            g("logs:CreateLogStream", "!GetAtt RealtimeLogGroup.Arn"),
+            g("logs:PutLogEvents", "!GetAtt RealtimeLogGroup.Arn"),
+        ])
+    );
+    // Without SigmaRulesUri: no S3 at all.
+    let plain = Resolver::new(&template, &[]);
+    assert!(role_statements(&plain, "RealtimeRole")
+        .iter()
+        .flat_map(|(_, st)| grants(st))
+        .all(|(a, _)| !a.starts_with("s3:")));
+    // Lambda runs the function as this role, and only the Realtime rule may invoke it.
+    let function = &template["Resources"]["RealtimeFunction"];
+    let p = &function["Properties"];
+    assert_eq!(
+        s(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "realtime"
+    );
+    assert_eq!(s(&function["Metadata"]["BuildMethod"]), "rust-cargolambda");
+    assert_eq!(show(&p["Role"]), "!GetAtt RealtimeRole.Arn");
+    assert_eq!(show(&p["FunctionName"]), "!Sub ${AWS::StackName}-realtime");
+    assert_eq!(show(&p["CodeUri"]), ".");
+    assert_eq!(
+        show(&p["LoggingConfig"]["LogGroup"]),
+        "!Ref RealtimeLogGroup"
+    );
+    assert_eq!(
+        (show(&p["MemorySize"]), show(&p["Timeout"])),
+        ("128".into(), "30".into())
+    );
+    let permission = &template["Resources"]["RealtimeInvokePermission"]["Properties"];
+    assert_eq!(show(&permission["FunctionName"]), "!Ref RealtimeFunction");
+    assert_eq!(s(&permission["Principal"]), "events.amazonaws.com");
+    assert_eq!(show(&permission["SourceArn"]), "!GetAtt RealtimeRule.Arn");
+    assert_eq!(show(&permission["SourceAccount"]), "!Ref AWS::AccountId");
+}
+
+/// The queues, queue policies and rules of both templates (the stack's, then the forwarding
+/// one): every dead-letter queue is encrypted and keeps its messages 14 days; only EventBridge
+/// may send to it, and only for the rule whose dead-letter queue it is; every rule is ENABLED on
+/// the default bus, and its target retries within the hour, then dead-letters.
+#[test]
+fn dead_letter_queues_are_encrypted_and_only_their_rule_sends() {
+    let main = load_template();
+    let forwarding = load_forwarding();
+    let mut rules = 0;
+    for template in [&main, &forwarding] {
+        let resources = template["Resources"].as_mapping().unwrap();
+        for (id, r) in resources {
+            let id = s(id);
+            match s(&r["Type"]).as_str() {
+                "AWS::SQS::Queue" => {
+                    let p = &r["Properties"];
+                    assert!(
+                        untag(&p["SqsManagedSseEnabled"]).as_bool() == Some(true)
+                            || !p["KmsMasterKeyId"].is_null(),
+                        "{id} is encrypted"
+                    );
+                    assert_eq!(show(&p["MessageRetentionPeriod"]), "1209600", "{id}");
+                }
+                "AWS::Events::Rule" => {
+                    rules += 1;
+                    let p = &r["Properties"];
+                    assert_eq!(s(&p["State"]), "ENABLED", "{id}");
+                    assert_eq!(s(&p["EventBusName"]), "default", "{id}");
+                    let targets = p["Targets"].as_sequence().unwrap();
+                    assert_eq!(targets.len(), 1, "{id}");
+                    let target = &targets[0];
+                    let retry = &target["RetryPolicy"];
+                    let attempts: u32 = show(&retry["MaximumRetryAttempts"]).parse().unwrap();
+                    let age: u32 = show(&retry["MaximumEventAgeInSeconds"]).parse().unwrap();
+                    assert!((1..=185).contains(&attempts), "{id}: {attempts} retries");
+                    assert!((60..=3600).contains(&age), "{id}: {age} s");
+                    let queue = show(&target["DeadLetterConfig"]["Arn"]);
+                    let queue = queue
+                        .strip_prefix("!GetAtt ")
+                        .and_then(|q| q.strip_suffix(".Arn"))
+                        .unwrap_or_else(|| panic!("{id}: dead-letter queue {queue}"));
+                    assert_eq!(s(&template["Resources"][queue]["Type"]), "AWS::SQS::Queue");
+                    assert_eq!(
+                        show(&template["Resources"][queue]["Condition"]),
+                        show(&r["Condition"]),
+                        "{id}: the queue exists with the rule"
+                    );
+                    let policies: Vec<&Value> = resources
+                        .values()
+                        .filter(|q| {
+                            s(&q["Type"]) == "AWS::SQS::QueuePolicy"
+                                && q["Properties"]["Queues"]
+                                    .as_sequence()
+                                    .unwrap()
+                                    .iter()
+                                    .any(|x| show(x) == format!("!Ref {queue}"))
+                        })
+                        .collect();
+                    assert_eq!(policies.len(), 1, "{queue}: one queue policy");
+                    let mut allows = 0;
+                    for st in policies[0]["Properties"]["PolicyDocument"]["Statement"]
+                        .as_sequence()
+                        .unwrap()
+                    {
+                        if s(&st["Effect"]) == "Deny" {
+                            continue;
+                        }
+                        allows += 1;
+                        assert_eq!(s(&st["Principal"]["Service"]), "events.amazonaws.com");
+                        assert_eq!(s(&st["Action"]), "sqs:SendMessage");
+                        assert_eq!(show(&st["Resource"]), format!("!GetAtt {queue}.Arn"));
+                        assert_eq!(
+                            show(&st["Condition"]["ArnEquals"]["aws:SourceArn"]),
+                            format!("!GetAtt {id}.Arn"),
+                            "{queue}: only {id} sends"
+                        );
+                    }
+                    assert_eq!(allows, 1, "{queue}: one Allow");
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(rules, 2, "the Realtime rule and the forwarding rule");
+    // Events Realtime itself failed on land in the same queue (Lambda's on-failure
+    // destination, sent with the function's role).
+    let invoke = &main["Resources"]["RealtimeFunction"]["Properties"]["EventInvokeConfig"];
+    assert_eq!(
+        show(&invoke["DestinationConfig"]["OnFailure"]["Destination"]),
+        "!GetAtt RealtimeDeadLetterQueue.Arn"
+    );
+    assert_eq!(s(&invoke["DestinationConfig"]["OnFailure"]["Type"]), "SQS");
+}
+
+/// The forwarding template's rule selects what the stack's rule selects, for the same choices
+/// (its StsEventNames and IncludeRoot are the stack's RealtimeStsEventNames and
+/// ProcessRootEvents), and sends it to the home region's default bus with a role that may do
+/// nothing else; in the home region itself it creates nothing; it names no region or account.
+#[test]
+fn forwarding_template_sends_the_same_pattern_to_the_home_bus_only() {
+    let main = load_template();
+    let forwarding = load_forwarding();
+    let home_bus =
+        "!Sub arn:${AWS::Partition}:events:${HomeRegion}:${AWS::AccountId}:event-bus/default";
+    for (sts, root, options) in [
+        ("GetFederationToken", "true", PatternOptions::default()),
+        (
+            "GetFederationToken",
+            "false",
+            pattern_options(&["GetFederationToken"], false),
+        ),
+        (
+            "GetFederationToken,GetSessionToken",
+            "true",
+            pattern_options(&["GetFederationToken", "GetSessionToken"], true),
+        ),
+        ("", "true", pattern_options(&[], true)),
+        ("", "false", pattern_options(&[], false)),
+    ] {
+        let resolver = Resolver::new(
+            &forwarding,
+            &[
+                ("HomeRegion", "us-east-1"),
+                ("StsEventNames", sts),
+                ("IncludeRoot", root),
+            ],
+        )
+        .in_region("eu-west-1");
+        let rule = &forwarding["Resources"]["ForwardRule"];
+        assert!(resolver.exists(rule));
+        let pattern = json(&resolver.value(&rule["Properties"]["EventPattern"]));
+        assert_eq!(
+            pattern,
+            eventbridge_form(event_pattern(&options)),
+            "{sts:?} {root}"
+        );
+        assert_eventbridge_accepts(&pattern, &format!("forwarding {sts:?} {root}"));
+        assert_eq!(
+            Some(pattern),
+            realtime_pattern(
+                &main,
+                &[("RealtimeStsEventNames", sts), ("ProcessRootEvents", root)]
+            ),
+            "the stack's rule, same choices"
+        );
+    }
+    // The default parameters are the stack's defaults.
+    assert_eq!(
+        s(&forwarding["Parameters"]["StsEventNames"]["Default"]),
+        s(&main["Parameters"]["RealtimeStsEventNames"]["Default"])
+    );
+    assert_eq!(
+        s(&forwarding["Parameters"]["IncludeRoot"]["Default"]),
+        s(&main["Parameters"]["ProcessRootEvents"]["Default"])
+    );
+
+    let r = &forwarding["Resources"];
+    let target = &r["ForwardRule"]["Properties"]["Targets"][0];
+    assert_eq!(show(&target["Arn"]), home_bus);
+    assert_eq!(show(&target["RoleArn"]), "!GetAtt ForwardRole.Arn");
+    let role = &r["ForwardRole"]["Properties"];
+    assert!(
+        role["RoleName"].is_null(),
+        "a StackSet makes one role per region"
+    );
+    let trust = role["AssumeRolePolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(trust.len(), 1);
+    assert_eq!(s(&trust[0]["Principal"]["Service"]), "events.amazonaws.com");
+    assert_eq!(s(&trust[0]["Action"]), "sts:AssumeRole");
+    assert_eq!(
+        show(&trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"]),
+        "!Ref AWS::AccountId"
+    );
+    let resolver =
+        Resolver::new(&forwarding, &[("HomeRegion", "us-east-1")]).in_region("eu-west-1");
+    let statements = role_statements(&resolver, "ForwardRole");
+    let all: Vec<(String, String)> = statements
+        .iter()
+        .inspect(|(_, st)| assert_eq!(s(&st["Effect"]), "Allow"))
+        .flat_map(|(_, st)| grants(st))
+        .collect();
+    assert_eq!(
+        all,
+        [("events:PutEvents".to_string(), home_bus.to_string())]
+    );
+
+    // In the home region: nothing but the placeholder.
+    let home = Resolver::new(&forwarding, &[("HomeRegion", "eu-west-1")]).in_region("eu-west-1");
+    let existing: Vec<String> = r
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| home.exists(v))
+        .map(|(k, _)| s(k))
+        .collect();
+    assert_eq!(existing, ["Placeholder"]);
+    for (id, o) in forwarding["Outputs"].as_mapping().unwrap() {
+        assert!(!home.exists(o), "{}", s(id));
+    }
+
+    // Nothing tied to one region or account: usable as a StackSet template.
+    let region = regex::Regex::new(r"\b[a-z]{2}(-gov)?-[a-z]+-[0-9]\b|\b[0-9]{12}\b").unwrap();
+    for section in ["Parameters", "Conditions", "Resources", "Outputs"] {
+        let mut text = format!("{:?}", forwarding[section]);
+        if section == "Parameters" {
+            // Descriptions may give examples.
+            text = forwarding[section]
+                .as_mapping()
+                .unwrap()
+                .values()
+                .map(|p| format!("{:?}{:?}", p["Default"], p["AllowedValues"]))
+                .collect();
+        }
+        let text = text.replace(
+            &format!(
+                "{:?}",
+                forwarding["Resources"]["ForwardRule"]["Properties"]["Description"]
+            ),
+            "",
+        );
+        assert!(
+            region.find(&text).is_none(),
+            "{section} names {:?}",
+            region.find(&text).map(|m| m.as_str())
         );
     }
 }
