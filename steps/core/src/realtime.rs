@@ -64,10 +64,13 @@ pub fn event_pattern(options: &PatternOptions) -> Value {
     if options.root {
         branches.push(json!({"detail": {"userIdentity": {"type": ["Root"]}}}));
     }
-    json!({
-        "detail-type": [API_CALL, CONSOLE_SIGNIN],
-        "$or": branches,
-    })
+    let mut pattern = json!({"detail-type": [API_CALL, CONSOLE_SIGNIN]});
+    // EventBridge refuses an `$or` of one branch: that branch's fields go in directly.
+    match branches.len() {
+        1 => pattern["detail"] = branches.remove(0)["detail"].take(),
+        _ => pattern["$or"] = Value::Array(branches),
+    }
+    pattern
 }
 
 /// Whether `event` matches an EventBridge `pattern`, for the subset of the pattern language
@@ -278,7 +281,12 @@ mod tests {
                 "eu-west-1"
             )
         ));
-        assert_eq!(narrow["$or"].as_array().unwrap().len(), 1);
+        assert!(narrow.get("$or").is_none(), "EventBridge refuses a one-branch $or");
+        assert_eq!(narrow["detail"]["eventSource"][0], "iam.amazonaws.com");
+        assert!(selected(
+            &narrow,
+            &record("iam.amazonaws.com", "CreateUser", "IAMUser", "us-east-1")
+        ));
     }
 
     #[test]
