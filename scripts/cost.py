@@ -362,6 +362,11 @@ def page(rows_out, d):
           "regions); `DetailedMetrics=true` adds one per region and source, 8 names × 36 pairs = 288 more, about "
           f"{money(288 * PRICES['cw_metric'][0])} a month.")
         w("")
+    w("The fast path (Realtime, `RealtimeAlerts`, on by default) is not in these tables: it runs once per identity "
+      "event EventBridge delivers, not per run. Its own estimate, about 5 cents a month of usage for an account "
+      "with 10,000 STS calls a day, is in [realtime.md](realtime.md#the-rule-pattern-and-what-it-costs); its "
+      "four alarms are counted above.")
+    w("")
     w("## Measured, derived, assumed")
     w("")
     w("Measured on the local stack (tests/cost.rs: two real executions of the state machine on moto server over the bundled "

@@ -4,8 +4,8 @@
 #   scripts/logs.sh STEP [--stack NAME] [--region R] [--profile P] [--since T] [--follow]
 #                        [--filter PATTERN] [--dry-run]
 #
-#   STEP              list-targets, collect, aggregate, evaluate-alerts, export (the Lambda
-#                     functions), or state-machine (the tracker's execution history log)
+#   STEP              list-targets, collect, aggregate, evaluate-alerts, export, realtime (the
+#                     Lambda functions), or state-machine (the tracker's execution history log)
 #   --stack NAME      stack name (default $IAMTRAIL_STACK, else iamtrail)
 #   --region R        region (default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS config)
 #   --profile P       AWS profile for the credentials
@@ -47,7 +47,7 @@ script_option() {
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-STEPS="list-targets collect aggregate evaluate-alerts export state-machine"
+STEPS="list-targets collect aggregate evaluate-alerts export realtime state-machine"
 
 ops_parse "$@"
 [[ ${#OPS_ARGS[@]} -ge 1 ]] || die "which step? one of: ${STEPS// /, } (see --help)"
@@ -59,6 +59,7 @@ case "$step" in
     aggregate) logical_id=AggregateFunction ;;
     evaluate-alerts) logical_id=EvaluateAlertsFunction ;;
     export) logical_id=ExportFunction ;;
+    realtime) logical_id=RealtimeFunction ;;
     state-machine) logical_id=TrackerStateMachine ;;
     *) die "unknown step '$step': one of ${STEPS// /, }" ;;
 esac

@@ -15,12 +15,13 @@ use iamtrail_local::{find_moto_server, MotoOptions, MotoServer};
 use serde_json::Value;
 
 const SCRIPTS: [&str; 4] = ["deploy", "destroy", "status", "logs"];
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "list-targets",
     "collect",
     "aggregate",
     "evaluate-alerts",
     "export",
+    "realtime",
     "state-machine",
 ];
 
@@ -382,6 +383,7 @@ fn logs_maps_each_step_to_its_template_resource() {
             "AWS::Serverless::Function",
         ),
         ("export", "ExportFunction", "AWS::Serverless::Function"),
+        ("realtime", "RealtimeFunction", "AWS::Serverless::Function"),
         (
             "state-machine",
             "TrackerStateMachine",
