@@ -1,4 +1,4 @@
-//! The Lambda artifacts, proven: each of the five bootstraps `scripts/package.sh --arch x86_64`
+//! The Lambda artifacts, proven: each of the six bootstraps `scripts/package.sh --arch x86_64`
 //! built runs as its own process against a Lambda Runtime API served here
 //! (`iamtrail_e2e::runtime_api`), with the environment `template.yaml` gives its function
 //! (resolved for the local stack: `iamtrail_e2e::template_env`) plus the variables Lambda itself
@@ -9,7 +9,8 @@
 //! EvaluateAlerts → Export.
 //!
 //! Two scheduled executions: the first (CloudTrail's 90-day history) and the next one, in which
-//! nothing new happened (the fixed work of every hourly run).
+//! nothing new happened (the fixed work of every hourly run). The Realtime bootstrap gets the
+//! dataset's events as EventBridge would deliver them (docs/realtime.md), on a stack of its own.
 //!
 //! Per function it measures the init time (process start to the first `GET /next`), each
 //! invocation's duration (event handed over to the response POST), the peak RSS (`VmHWM`
@@ -36,12 +37,13 @@ use iamtrail_local::missing_test_dependency;
 use serde_json::{json, Value};
 
 /// The Lambda functions, by binary name.
-const FUNCTIONS: [&str; 5] = [
+const FUNCTIONS: [&str; 6] = [
     "list-targets",
     "collect",
     "aggregate",
     "evaluate-alerts",
     "export",
+    "realtime",
 ];
 
 const PACKAGE_HINT: &str =
@@ -986,6 +988,69 @@ async fn bootstraps_run_a_scheduled_execution_through_the_runtime_api() {
     if let Some(path) = std::env::var_os("IAMTRAIL_ARTIFACTS_FIGURES") {
         write_figures(std::path::Path::new(&path), load, &report);
     }
+    stack.stop().await;
+}
+
+/// The Realtime bootstrap over the dataset's events as EventBridge would deliver them (the
+/// records oldest first, those the rule pattern selects), on a fresh stack: each is stored,
+/// the dataset's 12 alerts reach the mailbox, and a second delivery of every event changes
+/// nothing. Prints the function's figures (the duration behind docs/realtime.md's estimate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_realtime_bootstrap_alerts_on_eventbridge_events() {
+    use iamtrail_aws::steps::realtime::{Disposition, RealtimeOutput};
+    use iamtrail_core::realtime::{envelope, event_pattern, matches_pattern};
+    let artifacts = artifacts();
+    let mut opts = options("artifacts-realtime");
+    opts.emulator = iamtrail::demo::dataset_emulator(Some(24), None);
+    opts.dataset = Some(dataset_dir());
+    let stack = start(opts).await;
+    let template = Template::load(
+        &repo_root().join("template.yaml"),
+        &stack.options.stack_name,
+        LOCAL_REGION,
+        LOCAL_ACCOUNT,
+    );
+    let pattern = event_pattern(&iamtrail::replay::pattern_options(stack.settings()));
+    let events: Vec<Value> = stack
+        .emulator
+        .records()
+        .iter()
+        .filter_map(|text| envelope(&serde_json::from_str(text).unwrap()))
+        .filter(|e| matches_pattern(&pattern, e))
+        .collect();
+    let a = artifacts.iter().find(|a| a.name == "realtime").unwrap();
+    let mut env = start_env(&template, a, &stack).await.unwrap();
+    for round in 0..2 {
+        let (mut stored, mut sent, mut queued) = (0, 0, 0);
+        for event in &events {
+            let out: RealtimeOutput =
+                serde_json::from_value(env.invoke(event.clone()).await.unwrap()).unwrap();
+            stored += usize::from(out.disposition == Disposition::Stored);
+            sent += out.sent;
+            queued += out.alerts_queued;
+        }
+        let received = stack.received_alerts().await.unwrap();
+        println!(
+            "realtime round {round}: {} events, {stored} stored, {queued} queued, {sent} sent, {} received",
+            events.len(),
+            received.len()
+        );
+        assert_eq!(stored, events.len(), "every event stored (again)");
+        let expected = if round == 0 { 12 } else { 0 };
+        assert_eq!((queued, sent), (expected, expected));
+        assert_eq!(received.len() as u64, expected);
+    }
+    let figures = figures(env, a, &template);
+    measured(a.name, &figures);
+    let mut durations = figures.durations.clone();
+    durations.sort();
+    println!(
+        "realtime: median {} ms, max {} ms over {} invocations (MemorySize {} MB)",
+        ms(durations[durations.len() / 2]),
+        ms(*durations.last().unwrap()),
+        durations.len(),
+        figures.memory_mb
+    );
     stack.stop().await;
 }
 

@@ -2,8 +2,6 @@
 //! region/source's stored checkpoint (failed ones included, paused ones left out), count the
 //! overlap and the settle time, and include dirty dates; a scheduled run gives its lease back.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use iamtrail_aws::memory::MemoryControl;
 use iamtrail_aws::ports::{ControlStore, LeaseOutcome};
@@ -15,18 +13,15 @@ use serde_json::{json, Value};
 
 /// Two regions, STS only: the keys are `us-east-1-sts` and `eu-west-1-sts`.
 fn settings() -> Settings {
-    let map: HashMap<String, String> = [
+    Settings::from_pairs(&[
         ("PROCESS_IAM_EVENTS", "false"),
         ("PROCESS_SIGNIN_EVENTS", "false"),
         ("PROCESS_SSO_EVENTS", "false"),
         ("PROCESS_ROOT_EVENTS", "false"),
         ("OVERLAP_MINUTES", "15"),
         ("SETTLE_MINUTES", "5"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+    ])
+    .unwrap()
 }
 
 fn d(day: u32) -> NaiveDate {

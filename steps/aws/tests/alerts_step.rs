@@ -2,7 +2,6 @@
 //! `failed` state, the time budget (on tokio's paused clock), the per-run limit, a failing
 //! channel, and outbox errors.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration as StdDuration;
 
@@ -16,13 +15,11 @@ use iamtrail_core::outbox::{status, AlertRecord};
 use iamtrail_core::Settings;
 
 fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let mut map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    map.entry("ALERTS_TOPIC_ARN".into())
-        .or_insert_with(|| "arn:aws:sns:us-east-1:111122223333:alerts".into());
-    Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+    let topic = [(
+        "ALERTS_TOPIC_ARN",
+        "arn:aws:sns:us-east-1:111122223333:alerts",
+    )];
+    Settings::from_pairs(&[&topic[..], pairs].concat()).unwrap()
 }
 
 /// An outbox record; `event_time` orders alerts within a severity.

@@ -2,7 +2,6 @@
 //! overwrites, the fewer-rows rule and `force`, dirty sequence numbers, and the time budget (on
 //! tokio's paused clock).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as StdDuration;
 
@@ -15,13 +14,8 @@ use iamtrail_aws::steps::export::{export, ExportInput, ExportOutput};
 use iamtrail_core::export::object_key;
 use iamtrail_core::{NormalizedEvent, Settings};
 use tokio::time::Instant;
-
 fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+    Settings::from_pairs(pairs).unwrap()
 }
 
 fn d(day: u32) -> NaiveDate {
@@ -110,10 +104,13 @@ fn looped(all_dates: &[NaiveDate], previous: &ExportOutput) -> ExportInput {
 /// The rows of a stored Parquet object, read back with the parquet crate.
 fn parquet_rows(objects: &MemoryObjects, key: &str) -> i64 {
     use parquet::file::reader::{FileReader, SerializedFileReader};
+    // Tests run in parallel threads and read the same keys: one file per read.
+    static READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let object = objects.get(key).expect("object exists");
     let path = std::env::temp_dir().join(format!(
-        "iamtrail-export-step-{}-{}.parquet",
+        "iamtrail-export-step-{}-{}-{}.parquet",
         std::process::id(),
+        READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         key.replace('/', "_")
     ));
     std::fs::write(&path, &object.bytes).unwrap();

@@ -126,15 +126,11 @@ fn alert(id: &str, severity: &str, created_at: &str) -> AlertRecord {
 }
 
 fn alert_settings(pairs: &[(&str, &str)]) -> Settings {
-    let mut map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    map.insert(
-        "ALERTS_TOPIC_ARN".into(),
-        "arn:aws:sns:us-east-1:111122223333:alerts".into(),
-    );
-    Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+    let topic = [(
+        "ALERTS_TOPIC_ARN",
+        "arn:aws:sns:us-east-1:111122223333:alerts",
+    )];
+    Settings::from_pairs(&[pairs, &topic[..]].concat()).unwrap()
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! ListTargets with the in-memory adapters: the run lease that keeps scheduled executions from
 //! piling up, redrives, backfills and on-demand exports beside it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -12,13 +11,8 @@ use iamtrail_core::contract::{ListTargetsInput, ListTargetsOutput, Mode};
 use iamtrail_core::targets::RegionInfo;
 use iamtrail_core::Settings;
 use serde_json::{json, Value};
-
 fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+    Settings::from_pairs(pairs).unwrap()
 }
 
 fn t0() -> DateTime<Utc> {

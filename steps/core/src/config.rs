@@ -283,6 +283,18 @@ impl Settings {
         })
     }
 
+    /// Settings from `NAME`/`VALUE` pairs over the defaults (a later pair of a name overrides
+    /// an earlier one): tests and tools.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|k| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
     /// Reads settings from the process environment.
     pub fn from_env() -> Result<Settings, ConfigError> {
         Settings::from_lookup(|k| std::env::var(k).ok())
@@ -311,14 +323,9 @@ pub fn looks_like_region(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|k| map.get(k).cloned())
+        Settings::from_pairs(pairs)
     }
 
     #[test]

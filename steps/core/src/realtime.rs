@@ -203,14 +203,8 @@ pub fn source_of(record: &CloudTrailRecord, settings: &Settings) -> Option<Sourc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+        Settings::from_pairs(pairs).unwrap()
     }
 
     fn record(source: &str, name: &str, identity: &str, region: &str) -> Value {
@@ -281,7 +275,10 @@ mod tests {
                 "eu-west-1"
             )
         ));
-        assert!(narrow.get("$or").is_none(), "EventBridge refuses a one-branch $or");
+        assert!(
+            narrow.get("$or").is_none(),
+            "EventBridge refuses a one-branch $or"
+        );
         assert_eq!(narrow["detail"]["eventSource"][0], "iam.amazonaws.com");
         assert!(selected(
             &narrow,

@@ -101,14 +101,8 @@ pub fn plan_targets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+        Settings::from_pairs(pairs).unwrap()
     }
 
     fn regions(names: &[&str]) -> Vec<String> {

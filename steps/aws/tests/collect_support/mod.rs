@@ -3,7 +3,6 @@
 //! Collect loop.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
@@ -58,13 +57,8 @@ pub fn events(prefix: &str, n: i64, from: DateTime<Utc>) -> Vec<LookupEvent> {
         })
         .collect()
 }
-
 pub fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Settings::from_lookup(|k| map.get(k).cloned()).unwrap()
+    Settings::from_pairs(pairs).unwrap()
 }
 
 /// Settings with a fast rate limit (the tests are about the algorithm, not the quota).
