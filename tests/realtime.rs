@@ -84,7 +84,10 @@ async fn realtime_alerts_first_then_the_scheduled_run_stores_everything_and_send
     // The scheduled run: everything stored, nothing queued or sent again.
     let (result, summary) = run_ok(&stack, "realtime-scheduled", json!({})).await;
     let delivery = result.output.as_ref().unwrap()["alerts"].clone();
-    assert_eq!(summary.totals.stored as usize, DATASET_EVENTS, "{summary:?}");
+    assert_eq!(
+        summary.totals.stored as usize, DATASET_EVENTS,
+        "{summary:?}"
+    );
     assert_eq!(summary.totals.alerts_queued, 0);
     assert_eq!(delivery["sent"], 0, "{delivery}");
     assert!(stack.received_alerts().await.unwrap().is_empty());
@@ -178,7 +181,10 @@ async fn when_realtime_cannot_publish_the_scheduled_run_delivers() {
 
     stack.fail_sns_publish(false);
     let (result, summary) = run_ok(&stack, "after-sns-500", json!({})).await;
-    assert_eq!(summary.totals.alerts_queued, 0, "queued by Realtime already");
+    assert_eq!(
+        summary.totals.alerts_queued, 0,
+        "queued by Realtime already"
+    );
     assert_eq!(
         result.output.as_ref().unwrap()["alerts"]["sent"],
         DATASET_ALERTS
