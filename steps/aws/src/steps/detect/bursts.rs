@@ -16,10 +16,6 @@ use super::{DetectError, Detector, WRITE_ATTEMPTS};
 use crate::backoff::retry_store;
 use crate::ports::{AlertStore, ControlStore, EventStore};
 
-/// Attempts at a counter or outbox write before detection fails (Collect's slice is read
-/// again, and the counters and the outbox take the same entries again).
-const BURST_WRITE_ATTEMPTS: u32 = WRITE_ATTEMPTS;
-
 impl<E, C, A> Detector<'_, E, C, A>
 where
     E: EventStore,
@@ -67,7 +63,7 @@ where
         let expires = self.clock.now() + retention;
         let what = format!("counting a failed console login in {key}");
         let entry = failure.entry();
-        let entries = retry_store(&what, BURST_WRITE_ATTEMPTS, || {
+        let entries = retry_store(&what, WRITE_ATTEMPTS, || {
             self.control.add_to_counter(&key, &entry, expires)
         })
         .await
@@ -127,7 +123,7 @@ where
                 .map_or(burst.trigger.time, |f| f.time);
             let until = burst.trigger.time + settings.window;
             let what = format!("claiming the login-failure burst alert of {key}");
-            let claimed = retry_store(&what, BURST_WRITE_ATTEMPTS, || {
+            let claimed = retry_store(&what, WRITE_ATTEMPTS, || {
                 self.control
                     .claim_burst(&key, chain_start, until, &burst.trigger.event_id)
             })
@@ -139,7 +135,7 @@ where
             let m = burst_alert(subject, &burst, settings);
             let record = alert_record(&m, &trigger_event(event, &burst.trigger), now);
             let what = format!("queueing the login-failure burst of {}", m.summary);
-            let queued = retry_store(&what, BURST_WRITE_ATTEMPTS, || self.alerts.enqueue(&record))
+            let queued = retry_store(&what, WRITE_ATTEMPTS, || self.alerts.enqueue(&record))
                 .await
                 .map_err(|e| DetectError(format!("{what}: {e}")))?;
             if queued {

@@ -20,7 +20,8 @@ use crate::backoff::retry_store;
 use crate::ports::{AlertStore, ControlStore, EventStore};
 use crate::steps::StepClock;
 
-/// Attempts at an outbox, counter or history call before detection fails.
+/// Attempts at an outbox, counter or history call before detection fails (Collect's slice is
+/// then read again, and the counters and the outbox take the same entries again).
 const WRITE_ATTEMPTS: u32 = 4;
 
 /// Most stored events of one name a batch's history reads (newest first).
