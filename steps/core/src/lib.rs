@@ -9,6 +9,7 @@ pub mod config;
 pub mod contract;
 pub mod export;
 pub mod filter;
+pub mod ingest;
 pub mod lookup;
 pub mod metrics;
 pub mod normalize;

@@ -7,10 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::record::CloudTrailRecord;
-use crate::source::Source;
-use crate::targets::reads;
-use crate::Settings;
+pub use crate::targets::source_of;
 
 /// `detail-type` of a CloudTrail API call published to EventBridge.
 pub const API_CALL: &str = "AWS API Call via CloudTrail";
@@ -182,27 +179,13 @@ impl RealtimeEvent {
     }
 }
 
-/// The collection source an event belongs to, as the scheduled run would read it: the source
-/// of its `eventSource` when that source is on and read in the event's region, else `root`
-/// for a call of the root user (when that source is on); `None` for an event the scheduled
-/// run does not collect, which Realtime then leaves alone too.
-pub fn source_of(record: &CloudTrailRecord, settings: &Settings) -> Option<Source> {
-    let region = record
-        .aws_region
-        .as_deref()
-        .unwrap_or(settings.iam_region.as_str());
-    if let Some(source) = Source::reading(&record.event_source) {
-        if reads(source, region, settings) {
-            return Some(source);
-        }
-    }
-    let root = record.user_identity.identity_type.as_deref() == Some("Root");
-    (root && reads(Source::Root, region, settings)).then_some(Source::Root)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::CloudTrailRecord;
+    use crate::source::Source;
+    use crate::Settings;
+
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         Settings::from_pairs(pairs).unwrap()
     }

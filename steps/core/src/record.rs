@@ -141,7 +141,8 @@ impl CloudTrailRecord {
         if !raw.is_object() {
             return Err(RecordError::BadFile("record is not a JSON object".into()));
         }
-        let wire: WireRecord = serde_json::from_value(raw.clone())?;
+        // Read from the value in place: no copy of the whole record.
+        let wire = WireRecord::deserialize(&raw)?;
         let event_id = non_empty(wire.event_id).ok_or(RecordError::MissingField("eventID"))?;
         let time_text = non_empty(wire.event_time).ok_or(RecordError::MissingField("eventTime"))?;
         let event_time = parse_time(&time_text).ok_or(RecordError::InvalidField {
@@ -249,31 +250,85 @@ pub struct LogFile {
     pub rejected: Vec<(usize, RecordError)>,
 }
 
+/// The content of a delivery file: gunzipped when it starts with the gzip magic bytes (not
+/// judged by the file name), else as it is.
+pub fn decompressed(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, RecordError> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(bytes.len() * 8);
+        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+        Ok(std::borrow::Cow::Owned(out))
+    } else {
+        Ok(std::borrow::Cow::Borrowed(bytes))
+    }
+}
+
+/// The records of a delivery file's content (`{"Records":[...]}`), each as its JSON text,
+/// borrowed: nothing of a record is built until it is wanted. One pass over the content; a
+/// content that is not a delivery file is read again only to say why.
+pub fn delivery_records(body: &[u8]) -> Result<Vec<&serde_json::value::RawValue>, RecordError> {
+    use serde_json::value::RawValue;
+    #[derive(Deserialize)]
+    struct Delivery<'a> {
+        #[serde(rename = "Records", borrow)]
+        records: Vec<&'a RawValue>,
+    }
+    if let Ok(delivery) = serde_json::from_slice::<Delivery>(body) {
+        return Ok(delivery.records);
+    }
+    #[derive(Deserialize)]
+    struct Shape<'a> {
+        #[serde(rename = "Records", borrow, default)]
+        records: Option<&'a RawValue>,
+    }
+    let doc: &RawValue =
+        serde_json::from_slice(body).map_err(|e| RecordError::BadFile(format!("not JSON: {e}")))?;
+    if !doc.get().starts_with('{') {
+        return Err(RecordError::BadFile("top level is not an object".into()));
+    }
+    match serde_json::from_str::<Shape>(doc.get()) {
+        Ok(Shape { records: None }) => Err(RecordError::BadFile("no \"Records\" array".into())),
+        _ => Err(RecordError::BadFile("\"Records\" is not an array".into())),
+    }
+}
+
+/// The few fields that say whether the tracker collects a record, read from its JSON text
+/// without building the record (most records of a trail are other services' calls).
+#[derive(Debug, Deserialize)]
+pub struct RecordPeek<'a> {
+    #[serde(rename = "eventSource", borrow)]
+    pub event_source: std::borrow::Cow<'a, str>,
+    #[serde(rename = "awsRegion", borrow, default)]
+    pub aws_region: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "userIdentity", borrow, default)]
+    pub user_identity: Option<IdentityPeek<'a>>,
+}
+
+/// `userIdentity.type` of a [`RecordPeek`].
+#[derive(Debug, Deserialize)]
+pub struct IdentityPeek<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub identity_type: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> RecordPeek<'a> {
+    /// The peek of a record's JSON text; `None` when the text does not have these fields in
+    /// their usual shape (the full parse then says what is wrong).
+    pub fn of(text: &'a str) -> Option<RecordPeek<'a>> {
+        serde_json::from_str(text).ok()
+    }
+
+    pub fn identity_type(&self) -> Option<&str> {
+        self.user_identity.as_ref()?.identity_type.as_deref()
+    }
+}
+
 /// Reads a CloudTrail delivery file (`{"Records":[...]}`), gzip-compressed or not (detected by
 /// the gzip magic bytes, not the file name).
 pub fn parse_log_file(bytes: &[u8]) -> Result<LogFile, RecordError> {
-    let text: Vec<u8>;
-    let body = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
-        text = out;
-        &text[..]
-    } else {
-        bytes
-    };
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|e| RecordError::BadFile(format!("not JSON: {e}")))?;
-    let records = match doc {
-        Value::Object(mut map) => match map.remove("Records") {
-            Some(Value::Array(records)) => records,
-            Some(_) => return Err(RecordError::BadFile("\"Records\" is not an array".into())),
-            None => return Err(RecordError::BadFile("no \"Records\" array".into())),
-        },
-        _ => return Err(RecordError::BadFile("top level is not an object".into())),
-    };
+    let body = decompressed(bytes)?;
     let mut file = LogFile::default();
-    for (i, raw) in records.into_iter().enumerate() {
-        match CloudTrailRecord::from_value(raw) {
+    for (i, raw) in delivery_records(&body)?.into_iter().enumerate() {
+        match CloudTrailRecord::from_lookup_event_json(raw.get()) {
             Ok(r) => file.records.push(r),
             Err(e) => file.rejected.push((i, e)),
         }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{RegionSelection, Settings};
+use crate::record::CloudTrailRecord;
 use crate::source::Source;
 
 /// A region as EC2 DescribeRegions reports it.
@@ -42,6 +43,37 @@ pub fn reads(source: Source, region: &str, settings: &Settings) -> bool {
             RegionSelection::All => true,
             RegionSelection::Only(list) => list.iter().any(|r| r == region),
         }
+}
+
+/// The collection source a record belongs to, as the scheduled run would read it: the source
+/// of its `eventSource` when that source is on and read in the event's region, else `root`
+/// for a call of the root user (when that source is on); `None` for a record the scheduled
+/// run does not collect, which Realtime and the S3 ingestion leave alone too.
+pub fn source_of(record: &CloudTrailRecord, settings: &Settings) -> Option<Source> {
+    source_for(
+        &record.event_source,
+        record.aws_region.as_deref(),
+        record.user_identity.identity_type.as_deref(),
+        settings,
+    )
+}
+
+/// [`source_of`] from the three fields it reads: `eventSource`, `awsRegion` and
+/// `userIdentity.type`.
+pub fn source_for(
+    event_source: &str,
+    region: Option<&str>,
+    identity_type: Option<&str>,
+    settings: &Settings,
+) -> Option<Source> {
+    let region = region.unwrap_or(settings.iam_region.as_str());
+    if let Some(source) = Source::reading(event_source) {
+        if reads(source, region, settings) {
+            return Some(source);
+        }
+    }
+    let root = identity_type == Some("Root");
+    (root && reads(Source::Root, region, settings)).then_some(Source::Root)
 }
 
 /// Where each source is read (docs/architecture.md, "Where each source is read"):

@@ -1,0 +1,71 @@
+//! One CloudTrail log object of a trail bucket → the items the tracker stores (the record path
+//! of the S3 ingestion): the object is decompressed, its records found without building them,
+//! each record's source decided from three fields (`targets::source_for`: the source the
+//! scheduled run would read it with; records no source collects, most of a trail, are counted
+//! and never built), and only the collected ones parsed in full, filtered by the same noise
+//! filters and normalised by the same code as Collect's. The account of each item is its
+//! record's own, so one call serves every account of an organisation trail. No I/O: the step
+//! reads the object and writes the items.
+
+use crate::normalize::{normalize, NormalizedEvent};
+use crate::record::{decompressed, delivery_records, CloudTrailRecord, RecordError, RecordPeek};
+use crate::targets::{source_for, source_of};
+use crate::Settings;
+
+/// What one log object holds for the tracker.
+#[derive(Debug, Default)]
+pub struct ObjectEvents {
+    /// Records in the object.
+    pub records: usize,
+    /// Records no collected source reads (other services, switched-off sources).
+    pub not_collected: usize,
+    /// Records the noise filters drop.
+    pub filtered: usize,
+    /// The items to store, in the object's order.
+    pub items: Vec<NormalizedEvent>,
+    /// Records that could not be read: their position in `Records` and why.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Reads one CloudTrail delivery object (`{"Records": [...]}`, gzip-compressed or not). A
+/// collected record that cannot be read is reported in `rejected` and never hides the others
+/// (a record whose source fields say no source collects it is counted as not collected without
+/// a full parse); an object that is not a CloudTrail delivery file at all is an error.
+pub fn object_events(bytes: &[u8], settings: &Settings) -> Result<ObjectEvents, RecordError> {
+    let body = decompressed(bytes)?;
+    let records = delivery_records(&body)?;
+    let mut out = ObjectEvents {
+        records: records.len(),
+        ..Default::default()
+    };
+    for (i, raw) in records.into_iter().enumerate() {
+        let text = raw.get();
+        if let Some(peek) = RecordPeek::of(text) {
+            let source = source_for(
+                &peek.event_source,
+                peek.aws_region.as_deref(),
+                peek.identity_type(),
+                settings,
+            );
+            if source.is_none() {
+                out.not_collected += 1;
+                continue;
+            }
+        }
+        let record = match CloudTrailRecord::from_lookup_event_json(text) {
+            Ok(record) => record,
+            Err(e) => {
+                out.rejected.push((i, e.to_string()));
+                continue;
+            }
+        };
+        if source_of(&record, settings).is_none() {
+            out.not_collected += 1;
+        } else if settings.filter.classify(&record).is_some() {
+            out.filtered += 1;
+        } else {
+            out.items.push(normalize(&record, settings.normalize));
+        }
+    }
+    Ok(out)
+}
