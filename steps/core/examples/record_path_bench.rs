@@ -18,26 +18,14 @@ use std::time::Instant;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use iamtrail_core::ingest::object_events;
+use iamtrail_core::record::log_file_paths;
 use iamtrail_core::rules::{evaluate_with, History};
 use iamtrail_core::Settings;
 
-/// Every `.json` / `.json.gz` file under `dir`, gzip-compressed (as a trail bucket holds them).
+/// Every log file under `dir`, gzip-compressed (as a trail bucket holds them).
 fn gzipped_objects(dir: &Path) -> Vec<Vec<u8>> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.to_string_lossy().to_string();
-            if path.is_dir() {
-                pending.push(path);
-            } else if name.ends_with(".json") || name.ends_with(".json.gz") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    log_file_paths(dir)
+        .unwrap()
         .iter()
         .map(|path| {
             let bytes = std::fs::read(path).unwrap();

@@ -40,17 +40,20 @@ pub fn object_events(bytes: &[u8], settings: &Settings) -> Result<ObjectEvents, 
     };
     for (i, raw) in records.into_iter().enumerate() {
         let text = raw.get();
-        if let Some(peek) = RecordPeek::of(text) {
-            let source = source_for(
+        // Decided from the peek when the text has its fields in their usual shape (the same
+        // decision the full record gives), else from the full record.
+        let peeked = RecordPeek::of(text).map(|peek| {
+            source_for(
                 &peek.event_source,
-                peek.aws_region.as_deref(),
+                peek.region(),
                 peek.identity_type(),
                 settings,
-            );
-            if source.is_none() {
-                out.not_collected += 1;
-                continue;
-            }
+            )
+            .is_some()
+        });
+        if peeked == Some(false) {
+            out.not_collected += 1;
+            continue;
         }
         let record = match CloudTrailRecord::from_lookup_event_json(text) {
             Ok(record) => record,
@@ -59,7 +62,7 @@ pub fn object_events(bytes: &[u8], settings: &Settings) -> Result<ObjectEvents, 
                 continue;
             }
         };
-        if source_of(&record, settings).is_none() {
+        if peeked.is_none() && source_of(&record, settings).is_none() {
             out.not_collected += 1;
         } else if settings.filter.classify(&record).is_some() {
             out.filtered += 1;

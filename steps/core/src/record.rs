@@ -317,6 +317,11 @@ impl<'a> RecordPeek<'a> {
         serde_json::from_str(text).ok()
     }
 
+    /// `awsRegion` as the record has it: a blank one is none (see [`CloudTrailRecord::from_value`]).
+    pub fn region(&self) -> Option<&str> {
+        self.aws_region.as_deref().filter(|r| !r.trim().is_empty())
+    }
+
     pub fn identity_type(&self) -> Option<&str> {
         self.user_identity.as_ref()?.identity_type.as_deref()
     }
@@ -336,9 +341,8 @@ pub fn parse_log_file(bytes: &[u8]) -> Result<LogFile, RecordError> {
     Ok(file)
 }
 
-/// Reads every CloudTrail log file (`.json`, `.json.gz`) under `dir`, recursively, in path
-/// order. A file that is not a CloudTrail delivery file is an error naming it.
-pub fn read_log_dir(dir: &Path) -> Result<Vec<(PathBuf, LogFile)>, RecordError> {
+/// Every CloudTrail log file (`.json`, `.json.gz`) under `dir`, recursively, in path order.
+pub fn log_file_paths(dir: &Path) -> Result<Vec<PathBuf>, RecordError> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
@@ -353,7 +357,13 @@ pub fn read_log_dir(dir: &Path) -> Result<Vec<(PathBuf, LogFile)>, RecordError> 
         }
     }
     files.sort();
-    files
+    Ok(files)
+}
+
+/// Reads every CloudTrail log file (`.json`, `.json.gz`) under `dir`, recursively, in path
+/// order. A file that is not a CloudTrail delivery file is an error naming it.
+pub fn read_log_dir(dir: &Path) -> Result<Vec<(PathBuf, LogFile)>, RecordError> {
+    log_file_paths(dir)?
         .into_iter()
         .map(|path| {
             let log = parse_log_file(&std::fs::read(&path)?)

@@ -10,28 +10,17 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use iamtrail_core::ingest::object_events;
 use iamtrail_core::normalize::normalize;
-use iamtrail_core::record::parse_log_file;
+use iamtrail_core::record::{log_file_paths, parse_log_file};
 use iamtrail_core::targets::source_of;
 use iamtrail_core::Settings;
 use serde_json::json;
 
 fn dataset_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../datasets/invictus-aws-2023/CloudTrail");
-    let mut files = Vec::new();
-    let mut pending = vec![dir];
-    while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.to_string_lossy().contains(".json") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    log_file_paths(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../datasets/invictus-aws-2023/CloudTrail"),
+    )
+    .unwrap()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -137,4 +126,17 @@ fn files_that_are_not_delivery_files_are_errors() {
     assert!(object_events(&[0x1f, 0x8b, 0, 1, 2], &settings).is_err());
     let empty = object_events(b"{\"Records\": []}", &settings).unwrap();
     assert_eq!((empty.records, empty.items.len()), (0, 0));
+}
+
+#[test]
+fn a_blank_region_is_decided_as_the_full_record_decides_it() {
+    // A blank awsRegion is no region: the IAM region, where Identity Center is read by default.
+    let settings = Settings::from_pairs(&[]).unwrap();
+    let doc = json!({"Records": [{"eventID": "e-1", "eventTime": "2026-11-30T10:00:00Z",
+        "eventSource": "sso.amazonaws.com", "eventName": "CreatePermissionSet", "awsRegion": " ",
+        "userIdentity": {"type": "IAMUser", "userName": "alice"}}]});
+    let got = object_events(doc.to_string().as_bytes(), &settings).unwrap();
+    let reference = parse_log_file(doc.to_string().as_bytes()).unwrap();
+    assert!(source_of(&reference.records[0], &settings).is_some());
+    assert_eq!((got.items.len(), got.not_collected), (1, 0));
 }
