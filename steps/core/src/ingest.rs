@@ -3,11 +3,13 @@
 //! each record's source decided from three fields (`targets::source_for`: the source the
 //! scheduled run would read it with; records no source collects, most of a trail, are counted
 //! and never built), and only the collected ones parsed in full, filtered by the same noise
-//! filters and normalised by the same code as Collect's. The account of each item is its
+//! filters and normalised by the same code as Collect's (`lookup::record_outcome`: an item
+//! whose keys DynamoDB would refuse is reported, not kept). The account of each item is its
 //! record's own, so one call serves every account of an organisation trail. No I/O: the step
 //! reads the object and writes the items.
 
-use crate::normalize::{normalize, NormalizedEvent};
+use crate::lookup::{record_outcome, Outcome};
+use crate::normalize::NormalizedEvent;
 use crate::record::{decompressed, delivery_records, CloudTrailRecord, RecordError, RecordPeek};
 use crate::targets::{source_for, source_of};
 use crate::Settings;
@@ -64,10 +66,12 @@ pub fn object_events(bytes: &[u8], settings: &Settings) -> Result<ObjectEvents, 
         };
         if peeked.is_none() && source_of(&record, settings).is_none() {
             out.not_collected += 1;
-        } else if settings.filter.classify(&record).is_some() {
-            out.filtered += 1;
-        } else {
-            out.items.push(normalize(&record, settings.normalize));
+            continue;
+        }
+        match record_outcome(&record, settings) {
+            Outcome::Stored(item) => out.items.push(item),
+            Outcome::Filtered(_) => out.filtered += 1,
+            Outcome::Unusable(reason) => out.rejected.push((i, reason)),
         }
     }
     Ok(out)

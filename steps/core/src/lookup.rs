@@ -139,47 +139,55 @@ pub fn lookup_item(
         },
         None => Err("LookupEvents returned no CloudTrailEvent".to_string()),
     };
-    let event = match parsed {
-        Ok(record) => {
-            if let Some(reason) = settings.filter.classify(&record) {
-                return Outcome::Filtered(reason);
-            }
-            normalize(&record, settings.normalize)
-        }
-        Err(error) => {
-            let event_id = fields.event_id.filter(|id| is_valid_event_id(id));
-            let event_time = fields.event_time.filter(|t| is_usable_time(*t));
-            let (Some(event_id), Some(event_time)) = (event_id, event_time) else {
-                return Outcome::Unusable(format!(
-                    "no usable event id or time in the LookupEvents summary (id {}, time {}); record: {error}",
-                    describe_id(fields.event_id),
-                    fields.event_time.map_or("missing".to_string(), |t| t.to_rfc3339()),
-                ));
-            };
-            let summary = EventSummary {
-                event_id: event_id.to_string(),
-                event_time,
-                event_name: non_blank(fields.event_name)
-                    .unwrap_or("unknown")
-                    .to_string(),
-                event_source: fields
-                    .event_source
-                    .or(source.event_source())
-                    .unwrap_or("unknown")
-                    .to_string(),
-                username: fields.username.map(String::from),
-            };
-            normalize_unparsed(
-                &summary,
-                region,
-                fields.cloudtrail_event,
-                &error,
-                settings.normalize,
-            )
-        }
+    let error = match parsed {
+        Ok(record) => return record_outcome(&record, settings),
+        Err(error) => error,
     };
+    let event_id = fields.event_id.filter(|id| is_valid_event_id(id));
+    let event_time = fields.event_time.filter(|t| is_usable_time(*t));
+    let (Some(event_id), Some(event_time)) = (event_id, event_time) else {
+        return Outcome::Unusable(format!(
+            "no usable event id or time in the LookupEvents summary (id {}, time {}); record: {error}",
+            describe_id(fields.event_id),
+            fields.event_time.map_or("missing".to_string(), |t| t.to_rfc3339()),
+        ));
+    };
+    let summary = EventSummary {
+        event_id: event_id.to_string(),
+        event_time,
+        event_name: non_blank(fields.event_name)
+            .unwrap_or("unknown")
+            .to_string(),
+        event_source: fields
+            .event_source
+            .or(source.event_source())
+            .unwrap_or("unknown")
+            .to_string(),
+        username: fields.username.map(String::from),
+    };
+    let event = normalize_unparsed(
+        &summary,
+        region,
+        fields.cloudtrail_event,
+        &error,
+        settings.normalize,
+    );
     // Unreachable by construction (the parser and the summary checks above keep keys usable);
     // kept so that no code path can hand DynamoDB an item it would reject.
+    keyed(event)
+}
+
+/// What to do with a readable record, wherever it was read (LookupEvents, EventBridge, a trail
+/// object): filter it, or normalise it into an item with usable keys.
+pub fn record_outcome(record: &CloudTrailRecord, settings: &Settings) -> Outcome {
+    if let Some(reason) = settings.filter.classify(record) {
+        return Outcome::Filtered(reason);
+    }
+    keyed(normalize(record, settings.normalize))
+}
+
+/// `Stored` when the item can be written, else `Unusable` with why.
+fn keyed(event: NormalizedEvent) -> Outcome {
     match key_problem(&event) {
         Some(problem) => Outcome::Unusable(problem),
         None => Outcome::Stored(event),

@@ -22,13 +22,13 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use iamtrail_core::contract::Counts;
-use iamtrail_core::lookup::key_problem;
+use iamtrail_core::lookup::{record_outcome, Outcome};
 use iamtrail_core::outbox::AlertRecord;
 use iamtrail_core::realtime::{source_of, RealtimeEvent};
 use iamtrail_core::record::parse_time;
 use iamtrail_core::root_sessions::SESSION_GAP_MINUTES;
 use iamtrail_core::sigma::SigmaRules;
-use iamtrail_core::{normalize, CloudTrailRecord, NormalizedEvent, Settings, Source};
+use iamtrail_core::{CloudTrailRecord, NormalizedEvent, Settings, Source};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -142,18 +142,20 @@ where
     if out.source.is_none() {
         return Ok(out);
     }
-    if let Some(reason) = deps.settings.filter.classify(&record) {
-        tracing::debug!(event_id = %out.event_id, ?reason, "filtered out");
-        out.disposition = Disposition::Filtered;
-        return Ok(out);
-    }
-    let item = normalize(&record, deps.settings.normalize);
-    if let Some(problem) = key_problem(&item) {
-        return Err(StepError::invalid_input(format!(
-            "event {} cannot be stored: {problem}",
-            out.event_id
-        )));
-    }
+    let item = match record_outcome(&record, deps.settings) {
+        Outcome::Stored(item) => item,
+        Outcome::Filtered(reason) => {
+            tracing::debug!(event_id = %out.event_id, ?reason, "filtered out");
+            out.disposition = Disposition::Filtered;
+            return Ok(out);
+        }
+        Outcome::Unusable(problem) => {
+            return Err(StepError::invalid_input(format!(
+                "event {} cannot be stored: {problem}",
+                out.event_id
+            )))
+        }
+    };
     out.disposition = store(&item, deps).await?;
     let region = item.aws_region.clone();
     let detector = Detector {
