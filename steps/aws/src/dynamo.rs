@@ -13,8 +13,8 @@ use iamtrail_core::NormalizedEvent;
 
 use crate::backoff::{backoff, BATCH_BACKOFF};
 use crate::ports::{
-    ControlStore, DayPage, EventReader, EventStore, ExportRecord, LeaseOutcome, PutOutcome,
-    SourceState, StoreError,
+    ControlStore, DayPage, EventReader, EventStore, ExportRecord, IngestLedger, LeaseOutcome,
+    PutOutcome, SourceState, StoreError,
 };
 
 /// BatchWriteItem takes at most 25 requests.
@@ -831,5 +831,95 @@ impl ControlStore for DynamoControlStore {
             Err(e) => return Err(store_error("dynamodb:PutItem (latest run)", e)),
         }
         Ok(())
+    }
+}
+
+/// The control-table key of an ingested trail object's mark.
+fn ingested_key(object: &str) -> String {
+    format!("ingested#{object}")
+}
+
+/// The control-table key of a trail bucket's checkpoints.
+fn trail_key(bucket: &str) -> String {
+    format!("trail#{bucket}")
+}
+
+/// The attribute of one account and region's checkpoint on its bucket's item.
+const CHECKPOINT_ATTRIBUTE: &str = "cp#";
+
+impl IngestLedger for DynamoControlStore {
+    async fn is_ingested(&self, object: &str) -> Result<bool, StoreError> {
+        let item = self
+            .get(&ingested_key(object), "dynamodb:GetItem (ingested mark)")
+            .await?;
+        Ok(item.is_some())
+    }
+
+    async fn mark_ingested(
+        &self,
+        object: &str,
+        items: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("region", s(ingested_key(object)))
+            .item("items", AttributeValue::N(items.to_string()))
+            .item("ingested_at", s(format_time(at)))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb:PutItem (ingested mark)", e))?;
+        Ok(())
+    }
+
+    async fn advance_trail_checkpoint(
+        &self,
+        bucket: &str,
+        account: &str,
+        region: &str,
+        written: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("region", s(trail_key(bucket)))
+            .update_expression("SET #cp = :t")
+            .condition_expression("attribute_not_exists(#cp) OR #cp < :t")
+            .expression_attribute_names("#cp", format!("{CHECKPOINT_ATTRIBUTE}{account}#{region}"))
+            .expression_attribute_values(":t", AttributeValue::N(written.timestamp().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer object is already recorded.
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(store_error("dynamodb:UpdateItem (trail checkpoint)", e)),
+        }
+    }
+
+    async fn trail_checkpoints(
+        &self,
+        bucket: &str,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
+        let item = self
+            .get(&trail_key(bucket), "dynamodb:GetItem (trail checkpoints)")
+            .await?
+            .unwrap_or_default();
+        let mut out: Vec<(String, String, DateTime<Utc>)> = item
+            .iter()
+            .filter_map(|(name, value)| {
+                let (account, region) = name.strip_prefix(CHECKPOINT_ATTRIBUTE)?.split_once('#')?;
+                let seconds = value.as_n().ok()?.parse::<i64>().ok()?;
+                Some((
+                    account.to_string(),
+                    region.to_string(),
+                    DateTime::from_timestamp(seconds, 0)?,
+                ))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }

@@ -185,6 +185,20 @@ impl AwsContext {
             .map(|arn| SnsNotifier::new(self.sns.clone(), arn))
     }
 
+    /// The analytics bucket (`ANALYTICS_BUCKET`).
+    pub fn analytics_store(&self) -> Result<s3::S3Store, StepError> {
+        let bucket = self
+            .settings
+            .analytics_bucket
+            .clone()
+            .ok_or_else(|| StepError::config("ANALYTICS_BUCKET is not set"))?;
+        Ok(s3::S3Store::new(
+            self.s3.clone(),
+            bucket,
+            self.settings.export_part_size,
+        ))
+    }
+
     pub fn region_lister(&self) -> Ec2Regions {
         Ec2Regions::new(self.ec2.clone())
     }
@@ -200,6 +214,10 @@ pub enum Step {
     Export,
     /// The near-real-time path: one EventBridge event (docs/realtime.md).
     Realtime,
+    /// The S3 ingestion's planning and summary (docs/ingest.md).
+    IngestRun,
+    /// The S3 ingestion's batch of log objects (docs/ingest.md).
+    IngestObjects,
 }
 
 impl Step {
@@ -223,6 +241,10 @@ impl Step {
             Some(Step::Export)
         } else if name.ends_with("realtime") {
             Some(Step::Realtime)
+        } else if name.ends_with("ingest-run") {
+            Some(Step::IngestRun)
+        } else if name.ends_with("ingest-objects") {
+            Some(Step::IngestObjects)
         } else {
             None
         }
@@ -347,6 +369,62 @@ pub async fn run_step(
                 sigma: &sigma,
             };
             let out = steps::realtime::realtime(payload, &deps, now).await?;
+            to_json(&out)
+        }
+        Step::IngestRun => {
+            let input: steps::ingest::IngestRunInput = parse(payload, "IngestRun")?;
+            let objects = ctx.analytics_store()?;
+            match input {
+                steps::ingest::IngestRunInput::Plan(input) => {
+                    let bucket = input
+                        .request
+                        .bucket
+                        .clone()
+                        .or_else(|| ctx.settings.trail_bucket.clone())
+                        .unwrap_or_default();
+                    let trail =
+                        s3::S3Store::new(ctx.s3.clone(), bucket, ctx.settings.export_part_size);
+                    let deps = steps::ingest::plan::PlanDeps {
+                        settings: &ctx.settings,
+                        trail: &trail,
+                        objects: &objects,
+                        ledger: &ctx.control_store(),
+                    };
+                    to_json(&steps::ingest::plan::plan(input, &deps, now).await?)
+                }
+                steps::ingest::IngestRunInput::Summarize(input) => {
+                    to_json(&steps::ingest::summary::summarize(input, &objects).await?)
+                }
+            }
+        }
+        Step::IngestObjects => {
+            let batch: iamtrail_core::trail::IngestBatch = parse(payload, "IngestObjects")?;
+            let objects = ctx.analytics_store()?;
+            // A rule set that does not load fails the batch before anything is read.
+            let sigma = ctx.sigma_rules().await?;
+            let trail = s3::S3Store::new(
+                ctx.s3.clone(),
+                batch.bucket.clone(),
+                ctx.settings.export_part_size,
+            );
+            let (events, control, alerts) =
+                (ctx.event_store(), ctx.control_store(), ctx.alert_store());
+            let deps = steps::ingest::objects::IngestDeps {
+                settings: &ctx.settings,
+                trail: &trail,
+                events: &events,
+                control: &control,
+                alerts: &alerts,
+                objects: &objects,
+                sigma: &sigma,
+            };
+            let out = steps::ingest::objects::ingest_objects(
+                batch,
+                &deps,
+                now,
+                deadline.map(tokio::time::Instant::from_std),
+            )
+            .await?;
             to_json(&out)
         }
         Step::Aggregate => {

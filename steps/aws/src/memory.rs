@@ -227,6 +227,10 @@ struct ControlData {
     counters: HashMap<String, (std::collections::BTreeSet<String>, DateTime<Utc>)>,
     /// Per counter: until when its last alerted burst reaches, and that burst's trigger.
     burst_claims: HashMap<String, (DateTime<Utc>, String)>,
+    /// Ingested trail objects and their item counts.
+    ingested: BTreeMap<String, u64>,
+    /// Per bucket: (account, region) -> newest object's time.
+    trail_checkpoints: HashMap<String, BTreeMap<(String, String), DateTime<Utc>>>,
 }
 
 /// The control table.
@@ -580,6 +584,98 @@ impl ObjectStore for MemoryObjects {
                 metadata: BTreeMap::new(),
             });
         Ok(())
+    }
+}
+
+impl MemoryControl {
+    /// The ingested trail objects (`bucket/key`) and their item counts.
+    pub fn ingested_objects(&self) -> BTreeMap<String, u64> {
+        lock(&self.data).ingested.clone()
+    }
+}
+
+impl IngestLedger for MemoryControl {
+    async fn is_ingested(&self, object: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.data).ingested.contains_key(object))
+    }
+
+    async fn mark_ingested(
+        &self,
+        object: &str,
+        items: u64,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        lock(&self.data).ingested.insert(object.to_string(), items);
+        Ok(())
+    }
+
+    async fn advance_trail_checkpoint(
+        &self,
+        bucket: &str,
+        account: &str,
+        region: &str,
+        written: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut data = lock(&self.data);
+        let at = data
+            .trail_checkpoints
+            .entry(bucket.to_string())
+            .or_default()
+            .entry((account.to_string(), region.to_string()))
+            .or_insert(written);
+        *at = (*at).max(written);
+        Ok(())
+    }
+
+    async fn trail_checkpoints(
+        &self,
+        bucket: &str,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
+        Ok(lock(&self.data)
+            .trail_checkpoints
+            .get(bucket)
+            .map(|m| {
+                m.iter()
+                    .map(|((a, r), t)| (a.clone(), r.clone(), *t))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// A trail bucket over a [`MemoryObjects`]: folders are the key prefixes up to the next `/`.
+impl TrailBucket for MemoryObjects {
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut folders: Vec<String> = lock(&self.objects)
+            .keys()
+            .filter_map(|k| {
+                let rest = k.strip_prefix(prefix)?;
+                let end = rest.find('/')?;
+                Some(format!("{prefix}{}", &rest[..=end]))
+            })
+            .collect();
+        folders.dedup();
+        Ok(folders)
+    }
+
+    async fn objects(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<iamtrail_core::trail::PlannedObject>, StoreError> {
+        Ok(lock(&self.objects)
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, versions)| {
+                Some(iamtrail_core::trail::PlannedObject {
+                    key: k.clone(),
+                    size: versions.last()?.bytes.len() as u64,
+                })
+            })
+            .collect())
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(MemoryObjects::get(self, key).map(|o| o.bytes))
     }
 }
 

@@ -298,6 +298,50 @@ pub trait ObjectReader: Send + Sync {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 }
 
+/// A CloudTrail trail bucket, read only (docs/ingest.md): the S3 ingestion lists its folders
+/// and objects and reads its log objects.
+pub trait TrailBucket: Send + Sync {
+    /// The folders directly under a prefix (ListObjectsV2 with the delimiter `/`), in order.
+    fn folders(&self, prefix: &str)
+        -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Every object under a prefix with its size, in key order.
+    fn objects(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<iamtrail_core::trail::PlannedObject>, StoreError>> + Send;
+    /// An object's bytes; `None` when it does not exist.
+    fn read(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+}
+
+/// The trail objects the S3 ingestion has stored, and each account and region's newest, kept
+/// in the control table (docs/ingest.md, "Exactly once in effect").
+pub trait IngestLedger: Send + Sync {
+    /// Whether the object (`bucket/key`) was ingested.
+    fn is_ingested(&self, object: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records the object as ingested, with what it held.
+    fn mark_ingested(
+        &self,
+        object: &str,
+        items: u64,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Moves an account and region's checkpoint to an object written at `written`, unless it
+    /// is already at a newer one (one item per bucket, `trail#<bucket>`, one attribute per
+    /// account and region: a conditional update).
+    fn advance_trail_checkpoint(
+        &self,
+        bucket: &str,
+        account: &str,
+        region: &str,
+        written: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A bucket's checkpoints: account, region and the newest object's time, in order.
+    fn trail_checkpoints(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String, DateTime<Utc>)>, StoreError>> + Send;
+}
+
 /// EC2 DescribeRegions.
 pub trait RegionLister: Send + Sync {
     fn regions(&self) -> impl Future<Output = Result<Vec<RegionInfo>, StoreError>> + Send;

@@ -7,7 +7,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 
-use crate::ports::{ObjectInfo, ObjectReader, ObjectStore, StoreError};
+use crate::ports::{ObjectInfo, ObjectReader, ObjectStore, StoreError, TrailBucket};
 
 fn error(operation: &'static str, e: impl std::error::Error) -> StoreError {
     StoreError {
@@ -269,6 +269,68 @@ impl ObjectReader for S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(error("s3:GetObject", e)),
         }
+    }
+}
+
+/// The trail bucket (docs/ingest.md): listed by folder and by prefix, read object by object.
+impl TrailBucket for S3Store {
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut folders = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| error("s3:ListObjectsV2", e))?;
+            folders.extend(
+                out.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(String::from)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(folders),
+            }
+        }
+    }
+
+    async fn objects(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<iamtrail_core::trail::PlannedObject>, StoreError> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| error("s3:ListObjectsV2", e))?;
+            objects.extend(out.contents().iter().filter_map(|o| {
+                Some(iamtrail_core::trail::PlannedObject {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                })
+            }));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(objects),
+            }
+        }
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        ObjectReader::get(self, key).await
     }
 }
 

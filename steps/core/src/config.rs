@@ -58,6 +58,11 @@ pub struct Settings {
     pub alerts_per_run: usize,
     /// `ANALYTICS_BUCKET`: where the Parquet export goes.
     pub analytics_bucket: Option<String>,
+    /// `TRAIL_BUCKET`: the CloudTrail trail bucket the S3 ingestion reads (docs/ingest.md);
+    /// `None`: a request must name its bucket.
+    pub trail_bucket: Option<String>,
+    /// `TRAIL_PREFIX`: the trail's key prefix (the folder holding `AWSLogs/`).
+    pub trail_prefix: Option<String>,
     /// `PARTITION_BY_REGION`: add a `region=` level to the export layout.
     pub partition_by_region: bool,
     /// `DETAILED_METRICS`: also publish the per region/source metrics per Region and Source
@@ -233,6 +238,8 @@ impl Settings {
             alerts_topic_arn: get("ALERTS_TOPIC_ARN"),
             alerts_per_run: number("ALERTS_PER_RUN", 200, 1, 5000)? as usize,
             analytics_bucket: get("ANALYTICS_BUCKET"),
+            trail_bucket: get("TRAIL_BUCKET"),
+            trail_prefix: get("TRAIL_PREFIX"),
             partition_by_region: flag("PARTITION_BY_REGION", false)?,
             detailed_metrics: flag("DETAILED_METRICS", false)?,
             export_compression: match get("EXPORT_COMPRESSION").map(|v| v.to_ascii_lowercase()) {

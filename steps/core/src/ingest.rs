@@ -8,9 +8,13 @@
 //! record's own, so one call serves every account of an organisation trail. No I/O: the step
 //! reads the object and writes the items.
 
+use chrono::{DateTime, Utc};
+
 use crate::lookup::{record_outcome, Outcome};
 use crate::normalize::NormalizedEvent;
-use crate::record::{decompressed, delivery_records, CloudTrailRecord, RecordError, RecordPeek};
+use crate::record::{
+    decompressed, delivery_records, parse_time, CloudTrailRecord, RecordError, RecordPeek,
+};
 use crate::targets::{source_for, source_of};
 use crate::Settings;
 
@@ -75,4 +79,27 @@ pub fn object_events(bytes: &[u8], settings: &Settings) -> Result<ObjectEvents, 
         }
     }
     Ok(out)
+}
+
+impl ObjectEvents {
+    /// Keeps only the items whose `eventTime` is in `[start, end)` (an ingestion's range: the
+    /// neighbouring range holds the others); returns how many were left out.
+    pub fn keep_between(&mut self, start: DateTime<Utc>, end: DateTime<Utc>) -> usize {
+        let before = self.items.len();
+        self.items
+            .retain(|item| parse_time(&item.event_time).is_some_and(|t| t >= start && t < end));
+        before - self.items.len()
+    }
+}
+
+/// The JSON text of the record with this `eventID` in a delivery object (gzip-compressed or
+/// not): the full record of an item that had to be cut to fit, kept in S3 beside it. `None`
+/// when no record has that id.
+pub fn record_text(bytes: &[u8], event_id: &str) -> Option<String> {
+    let body = decompressed(bytes).ok()?;
+    let records = delivery_records(&body).ok()?;
+    records.into_iter().map(|raw| raw.get()).find_map(|text| {
+        let record = CloudTrailRecord::from_lookup_event_json(text).ok()?;
+        (record.event_id == event_id).then(|| text.to_string())
+    })
 }

@@ -22,7 +22,9 @@ pub mod rules;
 pub mod sigma;
 pub mod source;
 pub mod summary;
+pub mod synthetic_trail;
 pub mod targets;
+pub mod trail;
 pub mod window;
 
 pub use config::Settings;

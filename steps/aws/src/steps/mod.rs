@@ -7,6 +7,7 @@ pub(crate) mod deliver;
 pub(crate) mod detect;
 pub mod evaluate_alerts;
 pub mod export;
+pub mod ingest;
 pub mod list_targets;
 pub mod realtime;
 

@@ -1,0 +1,464 @@
+//! The S3 ingestion's steps on the in-memory adapters (docs/ingest.md): the bundled dataset
+//! laid out as an organisation trail of two accounts is planned, ingested batch by batch and
+//! summarised; every event is stored once with its own account, a second run stores nothing
+//! and queues nothing, a corrupt object fails its batch by key while the rest is stored, and a
+//! retry of what the run left undone finishes the job.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use iamtrail_aws::memory::{MemoryAlerts, MemoryControl, MemoryEvents, MemoryObjects};
+use iamtrail_aws::ports::ObjectStore;
+use iamtrail_aws::steps::ingest::objects::{ingest_objects, IngestDeps, IngestObjectsOutput};
+use iamtrail_aws::steps::ingest::plan::{plan, IngestRequest, PlanDeps, PlanInput, PlanOutput};
+use iamtrail_aws::steps::ingest::summary::{summarize, IngestSummary, RunState, SummaryInput};
+use iamtrail_aws::StepError;
+use iamtrail_core::record::log_file_paths;
+use iamtrail_core::sigma::SigmaRules;
+use iamtrail_core::synthetic_trail::{dataset_object, DATASET_ACCOUNT, SECOND_ACCOUNT};
+use iamtrail_core::trail::{manifest_key, IngestBatch};
+use iamtrail_core::Settings;
+
+const BUCKET: &str = "org-trail";
+
+fn t(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn dataset() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets/invictus-aws-2023/CloudTrail")
+}
+
+struct World {
+    settings: Settings,
+    trail: MemoryObjects,
+    analytics: MemoryObjects,
+    events: MemoryEvents,
+    control: MemoryControl,
+    alerts: MemoryAlerts,
+    sigma: SigmaRules,
+}
+
+/// The dataset in the organisation layout, as its own account and as a second one.
+async fn world() -> World {
+    let trail = MemoryObjects::new();
+    for path in log_file_paths(&dataset()).unwrap() {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let body = std::fs::read(&path).unwrap();
+        for account in [DATASET_ACCOUNT, SECOND_ACCOUNT] {
+            let (key, object) = dataset_object("AWSLogs/", name, &body, account).unwrap();
+            trail
+                .put_bytes(&key, object, "application/gzip")
+                .await
+                .unwrap();
+        }
+    }
+    World {
+        settings: Settings::from_pairs(&[("ANALYTICS_BUCKET", "analytics")]).unwrap(),
+        trail,
+        analytics: MemoryObjects::new(),
+        events: MemoryEvents::new(),
+        control: MemoryControl::new(),
+        alerts: MemoryAlerts::new(),
+        sigma: SigmaRules::default(),
+    }
+}
+
+/// The dataset's range (2023-07-10 11:00 to 13:00, UTC).
+fn request() -> IngestRequest {
+    IngestRequest {
+        bucket: Some(BUCKET.into()),
+        start: Some(t("2023-07-10T00:00:00Z")),
+        end: Some(t("2023-07-11T00:00:00Z")),
+        batch_objects: Some(10),
+        ..Default::default()
+    }
+}
+
+/// The clock of the run: the dataset's day, so its alerts are recent enough to send.
+fn now() -> DateTime<Utc> {
+    t("2023-07-10T14:00:00Z")
+}
+
+impl World {
+    async fn plan(&self, run_id: &str, request: IngestRequest) -> Result<PlanOutput, StepError> {
+        let deps = PlanDeps {
+            settings: &self.settings,
+            trail: &self.trail,
+            objects: &self.analytics,
+            ledger: &self.control,
+        };
+        plan(
+            PlanInput {
+                run_id: run_id.into(),
+                request,
+            },
+            &deps,
+            now(),
+        )
+        .await
+    }
+
+    /// The Distributed Map: every batch of the manifest, in order.
+    async fn ingest(&self, plan: &PlanOutput) -> Vec<Result<IngestObjectsOutput, StepError>> {
+        let manifest = self
+            .analytics
+            .get(&manifest_key(&plan.run_id))
+            .unwrap()
+            .bytes;
+        let batches: Vec<IngestBatch> = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(batches.len() as u64, plan.batches);
+        let deps = IngestDeps {
+            settings: &self.settings,
+            trail: &self.trail,
+            events: &self.events,
+            control: &self.control,
+            alerts: &self.alerts,
+            objects: &self.analytics,
+            sigma: &self.sigma,
+        };
+        let mut results = Vec::new();
+        for batch in batches {
+            results.push(ingest_objects(batch, &deps, now(), None).await);
+        }
+        results
+    }
+
+    async fn summarize(&self, plan: PlanOutput) -> Result<IngestSummary, StepError> {
+        summarize(
+            SummaryInput {
+                run: RunState {
+                    plan,
+                    map_error: None,
+                },
+            },
+            &self.analytics,
+        )
+        .await
+    }
+
+    /// A whole run: plan, every batch, summary.
+    async fn run(&self, run_id: &str, request: IngestRequest) -> Result<IngestSummary, StepError> {
+        let plan = self.plan(run_id, request).await?;
+        self.ingest(&plan).await;
+        self.summarize(plan).await
+    }
+
+    fn stored_per_account(&self) -> BTreeMap<String, usize> {
+        let mut per = BTreeMap::new();
+        for e in self.events.all() {
+            *per.entry(e.account_id.clone().unwrap_or_default())
+                .or_insert(0) += 1;
+        }
+        per
+    }
+}
+
+#[tokio::test]
+async fn two_accounts_of_an_organisation_trail_are_stored_once_each() {
+    let w = world().await;
+    let plan = w.plan("run-1", request()).await.unwrap();
+    assert_eq!(plan.objects, 110, "55 log files per account");
+    assert_eq!(plan.accounts, [SECOND_ACCOUNT, DATASET_ACCOUNT]);
+    assert_eq!(plan.batches, 11, "10 objects a batch");
+    let summary = w.run("run-1", request()).await.unwrap();
+    assert_eq!(summary.ingested, 110);
+    assert_eq!(summary.records, 5800);
+    assert_eq!(summary.stored, 878);
+    assert_eq!(summary.left_to_do, 0);
+    assert_eq!(summary.retry_key, None);
+    assert_eq!(
+        w.stored_per_account(),
+        BTreeMap::from([
+            (SECOND_ACCOUNT.to_string(), 439),
+            (DATASET_ACCOUNT.to_string(), 439)
+        ])
+    );
+    let alerts = w.alerts.all();
+    assert_eq!(alerts.len() as u64, summary.alerts_queued);
+    assert!(
+        summary.alerts_queued >= 24,
+        "12 alerts per account at least, {}",
+        summary.alerts_queued
+    );
+    let dirty = w.control.dirty_dates_now();
+    assert_eq!(
+        dirty.keys().map(|d| d.to_string()).collect::<Vec<_>>(),
+        ["2023-07-10"]
+    );
+
+    // The same range again: every object is known, nothing is written or queued.
+    let before_events = w.events.all();
+    let before_dirty = w.control.dirty_dates_now();
+    let again = w.run("run-2", request()).await.unwrap();
+    assert_eq!(
+        (
+            again.ingested,
+            again.already_ingested,
+            again.stored,
+            again.alerts_queued
+        ),
+        (0, 110, 0, 0)
+    );
+    assert_eq!(w.events.all(), before_events);
+    assert_eq!(w.alerts.all().len(), alerts.len());
+    assert_eq!(
+        w.control.dirty_dates_now(),
+        before_dirty,
+        "no date marked again"
+    );
+
+    // Forced, the objects are read again: the same items, no new alert.
+    let forced = w
+        .run(
+            "run-3",
+            IngestRequest {
+                force: true,
+                ..request()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (forced.ingested, forced.stored, forced.alerts_queued),
+        (110, 878, 0)
+    );
+    assert_eq!(w.events.all(), before_events);
+}
+
+#[tokio::test]
+async fn filters_by_account_region_and_range() {
+    let w = world().await;
+    let one = w
+        .run(
+            "one",
+            IngestRequest {
+                accounts: vec![SECOND_ACCOUNT.into()],
+                ..request()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((one.objects, one.stored), (55, 439));
+    assert_eq!(
+        w.stored_per_account().keys().collect::<Vec<_>>(),
+        [SECOND_ACCOUNT]
+    );
+    let none = w
+        .run(
+            "none",
+            IngestRequest {
+                regions: vec!["eu-west-3".into()],
+                ..request()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((none.objects, none.batches), (0, 0));
+    // Half an hour: only the objects written in it (and up to an hour after), and
+    // only the records of that half hour.
+    let hour = w
+        .run(
+            "hour",
+            IngestRequest {
+                start: Some(t("2023-07-10T11:00:00Z")),
+                end: Some(t("2023-07-10T11:30:00Z")),
+                force: true,
+                ..request()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(hour.objects < 110 && hour.objects > 0, "{}", hour.objects);
+    assert!(hour.outside_range > 0);
+}
+
+#[tokio::test]
+async fn a_corrupt_object_fails_its_batch_by_key_and_a_retry_finishes_the_job() {
+    let w = world().await;
+    let plan = w.plan("broken", request()).await.unwrap();
+    let manifest: Vec<IngestBatch> =
+        serde_json::from_slice(&w.analytics.get(&manifest_key("broken")).unwrap().bytes).unwrap();
+    let victim = manifest[3].objects[4].key.clone();
+    let good = w.trail.get(&victim).unwrap().bytes;
+    let mut corrupt = good.clone();
+    corrupt.truncate(good.len() / 2);
+    w.trail
+        .put_bytes(&victim, corrupt, "application/gzip")
+        .await
+        .unwrap();
+
+    let results = w.ingest(&plan).await;
+    let failed: Vec<&StepError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error_type, "ObjectsFailed");
+    assert!(failed[0].message.contains(&victim), "{}", failed[0].message);
+    assert!(
+        failed[0]
+            .message
+            .starts_with("1 of 10 objects of batch 3 were not ingested: "),
+        "{}",
+        failed[0].message
+    );
+    let error = w.summarize(plan).await.unwrap_err();
+    assert_eq!(error.error_type, "IngestIncomplete");
+    assert!(error.message.contains(&victim), "{}", error.message);
+    assert!(
+        error.message.contains("iamtrail ingest --retry broken"),
+        "{}",
+        error.message
+    );
+    let stored = w.events.all().len();
+    assert!(stored > 800 && stored < 878, "the rest is stored: {stored}");
+
+    // Retried while still corrupt: it fails again, naming the same key.
+    let error = w
+        .run(
+            "retry-1",
+            IngestRequest {
+                retry_of: Some("broken".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.starts_with("1 of 1 objects"),
+        "{}",
+        error.message
+    );
+    // The object is fixed (a new delivery of the same key): the retry finishes the job.
+    w.trail
+        .put_bytes(&victim, good, "application/gzip")
+        .await
+        .unwrap();
+    let done = w
+        .run(
+            "retry-2",
+            IngestRequest {
+                retry_of: Some("retry-1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.objects, done.ingested, done.left_to_do), (1, 1, 0));
+    assert_eq!(w.events.all().len(), 878);
+}
+
+#[tokio::test]
+async fn a_batch_that_never_ran_is_left_to_do() {
+    let w = world().await;
+    let plan = w.plan("partial", request()).await.unwrap();
+    // Only the first batch ran (the Map stopped).
+    let manifest: Vec<IngestBatch> =
+        serde_json::from_slice(&w.analytics.get(&manifest_key("partial")).unwrap().bytes).unwrap();
+    let deps = IngestDeps {
+        settings: &w.settings,
+        trail: &w.trail,
+        events: &w.events,
+        control: &w.control,
+        alerts: &w.alerts,
+        objects: &w.analytics,
+        sigma: &w.sigma,
+    };
+    ingest_objects(manifest[0].clone(), &deps, now(), None)
+        .await
+        .unwrap();
+    let error = w.summarize(plan).await.unwrap_err();
+    assert!(
+        error.message.starts_with("100 of 110 objects"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("its batch did not finish"),
+        "{}",
+        error.message
+    );
+    let done = w
+        .run(
+            "rest",
+            IngestRequest {
+                retry_of: Some("partial".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.objects, done.ingested), (100, 100));
+    assert_eq!(w.events.all().len(), 878);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_clearly() {
+    let w = world().await;
+    let e = w
+        .plan(
+            "x",
+            IngestRequest {
+                end: None,
+                ..request()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type, "InvalidInput");
+    assert!(e.message.contains("give start and end"), "{}", e.message);
+    let e = w
+        .plan(
+            "x",
+            IngestRequest {
+                start: Some(t("2023-07-12T00:00:00Z")),
+                ..request()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("must be before end"), "{}", e.message);
+    let e = w
+        .plan(
+            "x",
+            IngestRequest {
+                prefix: Some("elsewhere".into()),
+                ..request()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("no account folders under s3://org-trail/elsewhere/AWSLogs/"),
+        "{}",
+        e.message
+    );
+    let e = w
+        .plan(
+            "x",
+            IngestRequest {
+                bucket: None,
+                ..request()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("TRAIL_BUCKET"), "{}", e.message);
+    let e = w
+        .plan(
+            "x",
+            IngestRequest {
+                retry_of: Some("never".into()),
+                ..request()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("run never left nothing to retry"),
+        "{}",
+        e.message
+    );
+}
