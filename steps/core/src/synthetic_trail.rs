@@ -1,7 +1,7 @@
 //! Trail data for the local stack, the tests and the benchmarks (docs/ingest.md, "On the local
-//! stack"): log files laid out as CloudTrail lays out an organisation trail's bucket, and
-//! another account's copy of a log file (account ids and event ids rewritten), so that one
-//! dataset stands for several accounts.
+//! stack"): records laid out as CloudTrail lays out an organisation trail's bucket, and
+//! another account's copy of them (account ids and event ids rewritten), so that one dataset
+//! stands for several accounts.
 
 use serde_json::Value;
 
@@ -13,36 +13,82 @@ pub const LOCAL_ORG_ID: &str = "o-iamtrail0001";
 /// The account of the bundled dataset's records (`recipientAccountId`).
 pub const DATASET_ACCOUNT: &str = "123837392027";
 
-/// The account in the bundled dataset's file names (the dataset's publisher renamed one and
-/// not the other); its objects are laid out under [`DATASET_ACCOUNT`].
-pub const DATASET_FILE_ACCOUNT: &str = "218007301253";
-
 /// The second account the local stack makes from the dataset.
 pub const SECOND_ACCOUNT: &str = "111122223333";
 
-/// The trail object of one bundled dataset file as `account`'s (the dataset's own account or
-/// another): its key under `root` in the organisation layout, and its gzip-compressed body.
-pub fn dataset_object(
-    root: &str,
-    name: &str,
-    body: &[u8],
-    account: &str,
-) -> Result<(String, Vec<u8>), RecordError> {
-    let name = name_as_account(name, DATASET_FILE_ACCOUNT, account);
-    let name = if name.ends_with(".gz") {
-        name
-    } else {
-        format!("{name}.gz")
-    };
-    let key = object_key(root, Some(LOCAL_ORG_ID), &name).ok_or_else(|| {
-        RecordError::BadFile(format!("{name} is not a CloudTrail log file's name"))
-    })?;
-    let body = if account == DATASET_ACCOUNT {
-        decompressed(body)?.into_owned()
-    } else {
-        as_account(body, DATASET_ACCOUNT, account)?
-    };
-    Ok((key, gzip(&body)?))
+/// How long one log object gathers a region's records (CloudTrail writes about every five
+/// minutes).
+pub const OBJECT_MINUTES: i64 = 5;
+
+/// One log object: its key and its body, plain JSON (upload it compressed with [`gzip`], as
+/// CloudTrail does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrailObject {
+    pub key: String,
+    pub body: Vec<u8>,
+}
+
+/// Lays records out as CloudTrail delivers them to an organisation trail's bucket under
+/// `root`: one object per account (`recipientAccountId`), region (`awsRegion`) and five
+/// minutes of `eventTime`, named for the end of those five minutes, records in time order.
+/// Records without those fields are left out.
+pub fn layout<'a>(records: impl IntoIterator<Item = &'a str>, root: &str) -> Vec<TrailObject> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(String, String, i64), Vec<(String, Value)>> = BTreeMap::new();
+    for text in records {
+        let Ok(record) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        let field = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_string);
+        let (Some(account), Some(region), Some(time)) = (
+            field("recipientAccountId"),
+            field("awsRegion"),
+            field("eventTime").and_then(|t| crate::record::parse_time(&t)),
+        ) else {
+            continue;
+        };
+        let window = time.timestamp().div_euclid(OBJECT_MINUTES * 60);
+        groups
+            .entry((account, region, window))
+            .or_default()
+            .push((field("eventTime").unwrap_or_default(), record));
+    }
+    groups
+        .into_iter()
+        .map(|((account, region, window), mut records)| {
+            records.sort_by(|a, b| a.0.cmp(&b.0));
+            let written = chrono::DateTime::from_timestamp((window + 1) * OBJECT_MINUTES * 60, 0)
+                .unwrap_or_default();
+            let name = format!(
+                "{account}_CloudTrail_{region}_{}_{:08x}.json.gz",
+                written.format("%Y%m%dT%H%MZ"),
+                window as u32
+            );
+            let records: Vec<Value> = records.into_iter().map(|(_, r)| r).collect();
+            TrailObject {
+                key: object_key(root, Some(LOCAL_ORG_ID), &name).unwrap_or(name),
+                body: serde_json::to_vec(&serde_json::json!({ "Records": records }))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// The same objects as another account's (see [`as_account`]): keys and records.
+pub fn objects_as_account(
+    objects: &[TrailObject],
+    from: &str,
+    to: &str,
+) -> Result<Vec<TrailObject>, RecordError> {
+    objects
+        .iter()
+        .map(|o| {
+            Ok(TrailObject {
+                key: o.key.replace(from, to),
+                body: as_account(&o.body, from, to)?,
+            })
+        })
+        .collect()
 }
 
 /// gzip, as CloudTrail compresses its log objects.
@@ -72,11 +118,6 @@ pub fn object_key(root: &str, org_id: Option<&str>, name: &str) -> Option<String
     Some(format!(
         "{root}{org}{account}/CloudTrail/{region}/{year}/{month}/{day}/{name}"
     ))
-}
-
-/// A log file's name as another account's: the account id in it replaced.
-pub fn name_as_account(name: &str, from: &str, to: &str) -> String {
-    name.replace(from, to)
 }
 
 /// A delivery file's records as account `to`'s instead of `from`'s: every occurrence of the
@@ -123,6 +164,43 @@ mod tests {
         let key = object_key("AWSLogs/", None, name).unwrap();
         assert!(crate::trail::LogObjectKey::parse(&key).is_some());
         assert_eq!(object_key("AWSLogs/", None, "notes.txt"), None);
+    }
+
+    #[test]
+    fn records_are_grouped_by_account_region_and_five_minutes() {
+        let record = |id: &str, time: &str, region: &str| {
+            format!(
+                r#"{{"eventID":"{id}","eventTime":"{time}","awsRegion":"{region}","recipientAccountId":"123837392027"}}"#
+            )
+        };
+        let records = [
+            record("b", "2023-07-10T12:03:00Z", "us-east-1"),
+            record("a", "2023-07-10T12:01:00Z", "us-east-1"),
+            record("c", "2023-07-10T12:06:00Z", "us-east-1"),
+            record("d", "2023-07-10T12:01:00Z", "eu-west-1"),
+            "not json".to_string(),
+        ];
+        let objects = layout(records.iter().map(String::as_str), "AWSLogs/");
+        let keys: Vec<crate::trail::LogObjectKey> = objects
+            .iter()
+            .map(|o| crate::trail::LogObjectKey::parse(&o.key).unwrap())
+            .collect();
+        assert_eq!(objects.len(), 3);
+        assert_eq!(
+            (keys[0].region.as_str(), keys[0].written.to_rfc3339()),
+            ("eu-west-1", "2023-07-10T12:05:00+00:00".to_string())
+        );
+        let first: Value = serde_json::from_slice(&objects[1].body).unwrap();
+        let ids: Vec<&str> = first["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["eventID"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(keys[2].written.to_rfc3339(), "2023-07-10T12:10:00+00:00");
+        let copy = objects_as_account(&objects, DATASET_ACCOUNT, SECOND_ACCOUNT).unwrap();
+        assert!(copy[0].key.contains("/111122223333/CloudTrail/eu-west-1/"));
     }
 
     #[test]
