@@ -56,6 +56,9 @@ pub struct LocalOptions {
     /// Where the steps' EMF metrics go (namespace `IamTrail/<stack name>`, as deployed);
     /// `None` drops them. See docs/metrics.md.
     pub metrics: Option<Arc<dyn MetricsSink>>,
+    /// Accounts the local trail bucket holds a copy of the dataset for, beside the dataset's
+    /// own (docs/ingest.md, "On the local stack").
+    pub trail_copies: Vec<String>,
 }
 
 impl LocalOptions {
@@ -72,6 +75,7 @@ impl LocalOptions {
             fail_collect_regions: Vec::new(),
             s3_part_min_size: Some(SMALL_S3_PART_SIZE),
             metrics: None,
+            trail_copies: vec![iamtrail_core::synthetic_trail::SECOND_ACCOUNT.to_string()],
         }
     }
 }
@@ -144,6 +148,11 @@ pub fn analytics_bucket(stack: &str) -> String {
     format!("{stack}-analytics-{LOCAL_ACCOUNT}")
 }
 
+/// The local trail bucket: the dataset in an organisation trail's layout (docs/ingest.md).
+pub fn trail_bucket(stack: &str) -> String {
+    format!("{stack}-trail-{LOCAL_ACCOUNT}")
+}
+
 /// The local alerts topic's ARN (moto's ARNs are deterministic).
 pub fn topic_arn(stack: &str) -> String {
     format!("arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{stack}-alerts")
@@ -181,6 +190,11 @@ impl ReceivedAlert {
         let id = ids.next()?;
         ids.next().is_none().then_some(id.trim())
     }
+}
+
+/// The ARN of the local S3 ingestion state machine (moto's ARNs are deterministic).
+pub fn ingest_state_machine_arn(stack: &str) -> String {
+    format!("arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:{stack}-s3-ingest")
 }
 
 /// The ARN of a local Lambda function.
@@ -242,6 +256,8 @@ impl LocalStack {
             ("evaluate-alerts", Step::EvaluateAlerts),
             ("export", Step::Export),
             ("realtime", Step::Realtime),
+            ("ingest-run", Step::IngestRun),
+            ("ingest-objects", Step::IngestObjects),
         ] {
             let cell = cell.clone();
             let failing = options.fail_collect_regions.clone();
@@ -585,6 +601,7 @@ impl LocalStack {
             .await
             .map_err(sdk_error)
             .context("creating the analytics bucket")?;
+        self.create_trail_bucket().await?;
         let asl_path = self.options.repo_root.join("statemachine/tracker.asl.json");
         let text = std::fs::read_to_string(&asl_path)
             .with_context(|| format!("reading {}", asl_path.display()))?;
@@ -629,9 +646,90 @@ impl LocalStack {
             .context("registering the state machine")?;
         let arn = created.state_machine_arn().to_string();
         self.state_machine_arn = Some(arn.clone());
+        self.register_ingest_state_machine().await?;
         self.create_alarms(&arn).await?;
         self.register_stack(&arn).await?;
         Ok(arn)
+    }
+
+    /// Creates the local trail bucket and uploads the emulator's records to it as CloudTrail
+    /// delivers an organisation trail (one object per account, region and five minutes), with
+    /// a copy for each of [`LocalOptions::trail_copies`]: the S3 ingestion reads the same
+    /// records LookupEvents serves.
+    async fn create_trail_bucket(&self) -> Result<()> {
+        use iamtrail_core::synthetic_trail::{gzip, layout, objects_as_account, DATASET_ACCOUNT};
+        let bucket = trail_bucket(&self.options.stack_name);
+        let s3 = &self.context.s3;
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .context("creating the trail bucket")?;
+        let records = self.emulator.records();
+        let own = layout(records.iter().map(String::as_str), "AWSLogs/");
+        let mut objects = own.clone();
+        for account in &self.options.trail_copies {
+            objects.extend(objects_as_account(&own, DATASET_ACCOUNT, account)?);
+        }
+        for object in objects {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(&object.key)
+                .body(gzip(&object.body)?.into())
+                .content_type("application/gzip")
+                .send()
+                .await
+                .map_err(sdk_error)
+                .with_context(|| format!("uploading {} to the trail bucket", object.key))?;
+        }
+        Ok(())
+    }
+
+    /// Registers `statemachine/s3-ingest.asl.json` as `{stack}-s3-ingest`. moto's Distributed
+    /// Map cannot parse an `EXPRESS` child workflow, so the local stack runs the children as
+    /// `STANDARD` ones (the same states; docs/ingest.md, "On the local stack").
+    async fn register_ingest_state_machine(&mut self) -> Result<String> {
+        let stack = self.options.stack_name.clone();
+        let path = self
+            .options
+            .repo_root
+            .join("statemachine/s3-ingest.asl.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let definition = render_asl(
+            &text,
+            &[
+                ("IngestRunFunctionArn", function_arn(&stack, "ingest-run")),
+                (
+                    "IngestObjectsFunctionArn",
+                    function_arn(&stack, "ingest-objects"),
+                ),
+                ("IngestChildExecutionType", "STANDARD".to_string()),
+                (
+                    "IngestMaxConcurrency",
+                    self.options.map_max_concurrency.to_string(),
+                ),
+                // moto reads the tolerance only as a float.
+                ("IngestToleratedFailurePercentage", "0.0".to_string()),
+                ("IngestTimeoutSeconds", "86400".to_string()),
+                ("AnalyticsBucketName", analytics_bucket(&stack)),
+            ],
+        )?;
+        let created = self
+            .sfn()
+            .create_state_machine()
+            .name(format!("{stack}-s3-ingest"))
+            .definition(definition)
+            .role_arn(format!(
+                "arn:aws:iam::{LOCAL_ACCOUNT}:role/{stack}-s3-ingest-role"
+            ))
+            .r#type(aws_sdk_sfn::types::StateMachineType::Standard)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .context("registering the S3 ingestion state machine")?;
+        Ok(created.state_machine_arn().to_string())
     }
 
     /// The outputs a deployed stack of this name would have (`template.yaml`'s output keys),
@@ -657,6 +755,8 @@ impl LocalStack {
             ),
             (keys::EXPORT_FUNCTION, format!("{stack}-export")),
             (keys::OPERATIONS_TOPIC, operations_topic_arn(stack)),
+            (keys::INGEST_STATE_MACHINE, ingest_state_machine_arn(stack)),
+            (keys::TRAIL_BUCKET, trail_bucket(stack)),
         ]
     }
 
@@ -864,6 +964,32 @@ impl LocalStack {
 
     /// Starts a named execution and follows it to the end, calling `progress` with a one-line
     /// description whenever it changes.
+    /// Runs an S3 ingestion (`statemachine/s3-ingest.asl.json`) named `name` on the local
+    /// trail bucket (unless the request names another) and follows it to its end
+    /// (docs/ingest.md).
+    pub async fn run_ingestion(
+        &self,
+        name: &str,
+        request: &iamtrail_aws::steps::ingest::plan::IngestRequest,
+        show_progress: bool,
+    ) -> Result<crate::commands::ingest::IngestRun> {
+        let stack = &self.options.stack_name;
+        let mut request = request.clone();
+        if request.bucket.is_none() && request.retry_of.is_none() {
+            request.bucket = Some(trail_bucket(stack));
+        }
+        let sfn = self.sfn();
+        let arn = ingest_state_machine_arn(stack);
+        let analytics = analytics_bucket(stack);
+        let target = crate::commands::ingest::IngestTarget {
+            sfn: &sfn,
+            s3: &self.context.s3,
+            state_machine_arn: &arn,
+            analytics_bucket: &analytics,
+        };
+        crate::commands::ingest::start_and_follow(&target, name, &request, show_progress).await
+    }
+
     pub async fn run_execution(
         &self,
         name: &str,

@@ -50,6 +50,9 @@ enum Command {
     Executions(ExecutionsArgs),
     /// Redrive a failed, timed-out or aborted execution (within 14 days), then follow it.
     Redrive(RedriveArgs),
+    /// Ingest CloudTrail log files from the trail bucket (S3) for a time range: every account
+    /// of an organisation trail, any history the bucket holds (docs/ingest.md).
+    Ingest(IngestCliArgs),
     /// The alert rules, built-in and Sigma: list them, or test them on CloudTrail log files.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -127,6 +130,39 @@ struct ExecutionsArgs {
     /// Output format (json: stable field names, for scripts).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+#[derive(Args)]
+struct IngestCliArgs {
+    /// The trail bucket; default: the stack's TrailBucketName output.
+    #[arg(long, value_name = "BUCKET")]
+    bucket: Option<String>,
+    /// The trail's key prefix (the folder holding AWSLogs/), if it has one.
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// Range start, RFC 3339 (e.g. 2025-01-01T00:00:00Z): events from then on.
+    #[arg(long, value_name = "TIME")]
+    start: Option<String>,
+    /// Range end, RFC 3339: events before it.
+    #[arg(long, value_name = "TIME")]
+    end: Option<String>,
+    /// Only these accounts (comma-separated 12-digit ids).
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT,...")]
+    accounts: Vec<String>,
+    /// Only these regions (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    regions: Vec<String>,
+    /// Read log files again even when an earlier run ingested them.
+    #[arg(long)]
+    force: bool,
+    /// Run again what a previous ingestion (its name) left undone, instead of a range.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["start", "end", "accounts", "regions", "bucket", "prefix"])]
+    retry: Option<String>,
+    /// Most log files per batch (one child execution); default 100.
+    #[arg(long, value_name = "N")]
+    batch_objects: Option<usize>,
+    #[command(flatten)]
+    follow: FollowArgs,
 }
 
 #[derive(Args)]
@@ -355,6 +391,23 @@ async fn run() -> Result<()> {
                 args.format == Format::Json,
             )
             .await
+        }
+        Command::Ingest(args) => {
+            let request = commands::ingest::IngestArgs {
+                bucket: args.bucket,
+                prefix: args.prefix,
+                start: args.start,
+                end: args.end,
+                accounts: args.accounts,
+                regions: args.regions,
+                force: args.force,
+                retry: args.retry,
+                batch_objects: args.batch_objects,
+            };
+            // Checked before touching AWS: a bad request starts nothing.
+            commands::ingest::ingest_request(&request)?;
+            let deployed = Deployed::connect(&target).await?;
+            commands::ingest::run(&deployed, &request, !args.follow.no_follow).await
         }
         Command::Redrive(args) => {
             let deployed = Deployed::connect(&target).await?;

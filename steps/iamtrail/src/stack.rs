@@ -21,6 +21,10 @@ pub mod keys {
     pub const EXPORT_FUNCTION: &str = "ExportFunctionName";
     /// The SNS topic the stack's CloudWatch alarms notify (docs/operations.md).
     pub const OPERATIONS_TOPIC: &str = "OperationsTopicArn";
+    /// The S3 ingestion's state machine (docs/ingest.md); only with a trail bucket.
+    pub const INGEST_STATE_MACHINE: &str = "IngestStateMachineArn";
+    /// The trail bucket the S3 ingestion reads.
+    pub const TRAIL_BUCKET: &str = "TrailBucketName";
 }
 
 /// Why a stack cannot be used.

@@ -3,6 +3,7 @@
 //! small group; `main.rs` only parses the arguments and dispatches. docs/cli.md describes them.
 
 pub mod executions;
+pub mod ingest;
 pub mod redrive;
 pub mod rules;
 pub mod start;

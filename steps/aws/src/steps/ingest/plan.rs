@@ -234,13 +234,12 @@ async fn list_range<T: TrailBucket, O, L>(
         .or_else(|| deps.settings.trail_prefix.clone())
         .unwrap_or_default();
     let root = logs_root(&prefix);
-    let listing = |what: &'static str| move |e| aws(&format!("listing {what} in {bucket}"), e);
     let mut account_folders = Vec::new();
     for folder in deps
         .trail
         .folders(&root)
         .await
-        .map_err(listing("accounts"))?
+        .map_err(|e| listing("accounts", bucket, e))?
     {
         let name = last_segment(&folder);
         if is_org_id(name) {
@@ -248,7 +247,7 @@ async fn list_range<T: TrailBucket, O, L>(
                 .trail
                 .folders(&folder)
                 .await
-                .map_err(listing("accounts"))?;
+                .map_err(|e| listing("accounts", bucket, e))?;
             account_folders.extend(inner.into_iter().filter(|f| is_account_id(last_segment(f))));
         } else if is_account_id(name) {
             account_folders.push(folder);
@@ -268,7 +267,7 @@ async fn list_range<T: TrailBucket, O, L>(
             .trail
             .folders(&format!("{account_folder}CloudTrail/"))
             .await
-            .map_err(listing("regions"))?;
+            .map_err(|e| listing("regions", bucket, e))?;
         for region_path in region_folders {
             let region = last_segment(&region_path).to_string();
             if !wanted(&request.regions, &region) {
@@ -280,7 +279,7 @@ async fn list_range<T: TrailBucket, O, L>(
                     .trail
                     .objects(&format!("{base}{date}"))
                     .await
-                    .map_err(listing("log objects"))?;
+                    .map_err(|e| listing("log objects", bucket, e))?;
                 objects.extend(listed.into_iter().filter(|o| {
                     LogObjectKey::parse(&o.key).is_some_and(|k| {
                         k.account == account
@@ -350,6 +349,10 @@ async fn retry_batches<T, O: ObjectReader, L>(
     accounts.sort();
     regions.sort();
     Ok((batches, start, end, accounts, regions))
+}
+
+fn listing(what: &str, bucket: &str, e: crate::ports::StoreError) -> StepError {
+    aws(&format!("listing {what} in {bucket}"), e)
 }
 
 /// The last folder name of a prefix ending in `/`.

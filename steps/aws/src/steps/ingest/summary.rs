@@ -80,8 +80,12 @@ where
         .ok_or_else(|| StepError::invalid_input(format!("run {} has no manifest", plan.run_id)))?;
     let batches: Vec<IngestBatch> = serde_json::from_slice(&manifest)
         .map_err(|e| StepError::invalid_input(format!("the manifest of {}: {e}", plan.run_id)))?;
-    let results: Vec<Option<IngestObjectsOutput>> = stream::iter(batches.iter())
-        .map(|b| read_result(objects, &b.run_id, b.batch))
+    let keys: Vec<String> = batches
+        .iter()
+        .map(|b| result_key(&b.run_id, b.batch))
+        .collect();
+    let results: Vec<Option<IngestObjectsOutput>> = stream::iter(keys)
+        .map(|key| async move { read_result(objects, &key).await })
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await?;
@@ -170,12 +174,10 @@ fn incomplete(summary: &IngestSummary, retry: &[IngestBatch]) -> StepError {
 
 async fn read_result<O: ObjectReader>(
     objects: &O,
-    run_id: &str,
-    batch: u32,
+    key: &str,
 ) -> Result<Option<IngestObjectsOutput>, StepError> {
-    let key = result_key(run_id, batch);
     let Some(bytes) = objects
-        .get(&key)
+        .get(key)
         .await
         .map_err(|e| aws("reading a batch's result", e))?
     else {
