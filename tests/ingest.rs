@@ -91,10 +91,10 @@ async fn the_s3_mode_stores_what_lookup_events_stores_and_each_account_once() {
     let n = trail_objects(&stack, DATASET_ACCOUNT).await;
     assert_eq!(trail_objects(&stack, SECOND_ACCOUNT).await, n);
     assert_eq!(
-        (summary.objects, summary.ingested, summary.left_to_do),
+        (summary.objects, summary.counts.ingested, summary.left_to_do),
         (n, n, 0)
     );
-    assert_eq!(summary.stored, 439);
+    assert_eq!(summary.counts.stored, 439);
     let by_s3 = items(&stack).await;
     assert_eq!(
         by_s3
@@ -104,7 +104,7 @@ async fn the_s3_mode_stores_what_lookup_events_stores_and_each_account_once() {
         expected
     );
     let alerts_after_s3 = outbox_len(&stack).await;
-    assert_eq!(alerts_after_s3 as u64, summary.alerts_queued);
+    assert_eq!(alerts_after_s3 as u64, summary.counts.alerts_queued);
     assert!(alerts_after_s3 >= 12, "{alerts_after_s3}");
 
     // The LookupEvents mode over the same records: the same 439 items, byte for byte (its
@@ -128,10 +128,14 @@ async fn the_s3_mode_stores_what_lookup_events_stores_and_each_account_once() {
     assert_eq!(all.status, "SUCCEEDED", "{:?}", all.error);
     let summary = all.summary.expect("summary");
     assert_eq!(
-        (summary.objects, summary.ingested, summary.already_ingested),
+        (
+            summary.objects,
+            summary.counts.ingested,
+            summary.counts.already_ingested
+        ),
         (2 * n, n, n)
     );
-    assert_eq!(summary.stored, 439);
+    assert_eq!(summary.counts.stored, 439);
     let everything = items(&stack).await;
     assert_eq!(everything.len(), 878);
     assert_eq!(
@@ -142,7 +146,10 @@ async fn the_s3_mode_stores_what_lookup_events_stores_and_each_account_once() {
         ])
     );
     let alerts_now = outbox_len(&stack).await;
-    assert_eq!(alerts_now - alerts_after_s3, summary.alerts_queued as usize);
+    assert_eq!(
+        alerts_now - alerts_after_s3,
+        summary.counts.alerts_queued as usize
+    );
 
     // The same range again: nothing new.
     let again = stack.run_ingestion("s3-3", &range(), false).await.unwrap();
@@ -150,10 +157,10 @@ async fn the_s3_mode_stores_what_lookup_events_stores_and_each_account_once() {
     let summary = again.summary.expect("summary");
     assert_eq!(
         (
-            summary.ingested,
-            summary.already_ingested,
-            summary.stored,
-            summary.alerts_queued
+            summary.counts.ingested,
+            summary.counts.already_ingested,
+            summary.counts.stored,
+            summary.counts.alerts_queued
         ),
         (0, 2 * n, 0, 0)
     );
@@ -217,7 +224,10 @@ async fn a_corrupt_object_fails_the_run_by_key_and_a_retry_finishes_it() {
     let summary = broken
         .summary
         .expect("the summary is written when the run fails");
-    assert_eq!((summary.ingested, summary.left_to_do), (objects - 1, 1));
+    assert_eq!(
+        (summary.counts.ingested, summary.left_to_do),
+        (objects - 1, 1)
+    );
     assert_eq!(summary.failed.len(), 1);
     assert_eq!(summary.failed[0].key, victim);
     let stored = items(&stack).await.len();
@@ -233,6 +243,6 @@ async fn a_corrupt_object_fails_the_run_by_key_and_a_retry_finishes_it() {
     println!("{}", iamtrail::commands::ingest::report(&done));
     assert_eq!(done.status, "SUCCEEDED", "{:?}", done.error);
     let summary = done.summary.expect("summary");
-    assert_eq!((summary.objects, summary.ingested), (1, 1));
+    assert_eq!((summary.objects, summary.counts.ingested), (1, 1));
     assert_eq!(items(&stack).await.len(), 878);
 }

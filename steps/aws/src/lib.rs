@@ -398,13 +398,31 @@ pub async fn run_step(
             }
         }
         Step::IngestObjects => {
-            let batch: iamtrail_core::trail::IngestBatch = parse(payload, "IngestObjects")?;
+            use steps::ingest::notifications::{ingest_notifications, is_sqs_event, SqsEvent};
+            // A batch of the Distributed Map, or the continuous mode's SQS event.
+            let (batch, event) = if is_sqs_event(&payload) {
+                (
+                    None,
+                    Some(parse::<SqsEvent>(payload, "IngestObjects (SQS)")?),
+                )
+            } else {
+                let batch = parse::<iamtrail_core::trail::IngestBatch>(payload, "IngestObjects")?;
+                (Some(batch), None)
+            };
+            let bucket = match &batch {
+                Some(batch) => batch.bucket.clone(),
+                None => ctx.settings.trail_bucket.clone().ok_or_else(|| {
+                    StepError::config(
+                        "TRAIL_BUCKET is not set: the continuous mode reads its objects",
+                    )
+                })?,
+            };
             let objects = ctx.analytics_store()?;
             // A rule set that does not load fails the batch before anything is read.
             let sigma = ctx.sigma_rules().await?;
             let trail = s3::S3Store::new(
                 ctx.s3.clone(),
-                batch.bucket.clone(),
+                bucket.clone(),
                 ctx.settings.export_part_size,
             );
             let (events, control, alerts) =
@@ -418,14 +436,16 @@ pub async fn run_step(
                 objects: &objects,
                 sigma: &sigma,
             };
-            let out = steps::ingest::objects::ingest_objects(
-                batch,
-                &deps,
-                now,
-                deadline.map(tokio::time::Instant::from_std),
-            )
-            .await?;
-            to_json(&out)
+            let deadline = deadline.map(tokio::time::Instant::from_std);
+            match (batch, event) {
+                (Some(batch), _) => to_json(
+                    &steps::ingest::objects::ingest_objects(batch, &deps, now, deadline).await?,
+                ),
+                (None, Some(event)) => {
+                    to_json(&ingest_notifications(event, &bucket, &deps, now, deadline).await?)
+                }
+                (None, None) => Err(StepError::invalid_input("IngestObjects: nothing to ingest")),
+            }
         }
         Step::Aggregate => {
             let input: AggregateInput = parse(payload, "Aggregate")?;

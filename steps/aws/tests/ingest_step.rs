@@ -174,9 +174,9 @@ async fn two_accounts_of_an_organisation_trail_are_stored_once_each() {
     assert_eq!(plan.accounts, [SECOND_ACCOUNT, DATASET_ACCOUNT]);
     assert_eq!(plan.batches, 12, "2 objects a batch");
     let summary = w.run("run-1", request()).await.unwrap();
-    assert_eq!(summary.ingested, 24);
-    assert_eq!(summary.records, 5800);
-    assert_eq!(summary.stored, 878);
+    assert_eq!(summary.counts.ingested, 24);
+    assert_eq!(summary.counts.records, 5800);
+    assert_eq!(summary.counts.stored, 878);
     assert_eq!(summary.left_to_do, 0);
     assert_eq!(summary.retry_key, None);
     assert_eq!(
@@ -187,11 +187,11 @@ async fn two_accounts_of_an_organisation_trail_are_stored_once_each() {
         ])
     );
     let alerts = w.alerts.all();
-    assert_eq!(alerts.len() as u64, summary.alerts_queued);
+    assert_eq!(alerts.len() as u64, summary.counts.alerts_queued);
     assert!(
-        summary.alerts_queued >= 24,
+        summary.counts.alerts_queued >= 24,
         "12 alerts per account at least, {}",
-        summary.alerts_queued
+        summary.counts.alerts_queued
     );
     let dirty = w.control.dirty_dates_now();
     assert_eq!(
@@ -205,10 +205,10 @@ async fn two_accounts_of_an_organisation_trail_are_stored_once_each() {
     let again = w.run("run-2", request()).await.unwrap();
     assert_eq!(
         (
-            again.ingested,
-            again.already_ingested,
-            again.stored,
-            again.alerts_queued
+            again.counts.ingested,
+            again.counts.already_ingested,
+            again.counts.stored,
+            again.counts.alerts_queued
         ),
         (0, 24, 0, 0)
     );
@@ -232,7 +232,11 @@ async fn two_accounts_of_an_organisation_trail_are_stored_once_each() {
         .await
         .unwrap();
     assert_eq!(
-        (forced.ingested, forced.stored, forced.alerts_queued),
+        (
+            forced.counts.ingested,
+            forced.counts.stored,
+            forced.counts.alerts_queued
+        ),
         (24, 878, 0)
     );
     assert_eq!(w.events.all(), before_events);
@@ -251,7 +255,7 @@ async fn filters_by_account_region_and_range() {
         )
         .await
         .unwrap();
-    assert_eq!((one.objects, one.stored), (12, 439));
+    assert_eq!((one.objects, one.counts.stored), (12, 439));
     assert_eq!(
         w.stored_per_account().keys().collect::<Vec<_>>(),
         [SECOND_ACCOUNT]
@@ -282,7 +286,7 @@ async fn filters_by_account_region_and_range() {
         .await
         .unwrap();
     assert!(hour.objects < 24 && hour.objects > 0, "{}", hour.objects);
-    assert!(hour.outside_range > 0);
+    assert!(hour.counts.outside_range > 0);
 }
 
 #[tokio::test]
@@ -359,7 +363,10 @@ async fn a_corrupt_object_fails_its_batch_by_key_and_a_retry_finishes_the_job() 
         )
         .await
         .unwrap();
-    assert_eq!((done.objects, done.ingested, done.left_to_do), (1, 1, 0));
+    assert_eq!(
+        (done.objects, done.counts.ingested, done.left_to_do),
+        (1, 1, 0)
+    );
     assert_eq!(w.events.all().len(), 878);
 }
 
@@ -403,7 +410,7 @@ async fn a_batch_that_never_ran_is_left_to_do() {
         )
         .await
         .unwrap();
-    assert_eq!((done.objects, done.ingested), (22, 22));
+    assert_eq!((done.objects, done.counts.ingested), (22, 22));
     assert_eq!(w.events.all().len(), 878);
 }
 
@@ -475,4 +482,138 @@ async fn bad_requests_are_refused_clearly() {
         "{}",
         e.message
     );
+}
+
+/// An SQS message carrying the EventBridge "Object Created" event of a key.
+fn object_created(id: &str, bucket: &str, key: &str) -> serde_json::Value {
+    let event = serde_json::json!({
+        "version": "0", "id": format!("ev-{id}"), "detail-type": "Object Created",
+        "source": "aws.s3", "account": "123456789012", "time": "2023-07-10T12:40:00Z",
+        "region": "us-east-1", "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {"version": "0", "bucket": {"name": bucket},
+                   "object": {"key": key, "size": 1234, "etag": "e"},
+                   "request-id": "r", "requester": "cloudtrail.amazonaws.com", "reason": "PutObject"}
+    });
+    serde_json::json!({"messageId": id, "receiptHandle": "h", "body": event.to_string(),
+                       "attributes": {}, "messageAttributes": {}, "md5OfBody": "",
+                       "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                       "awsRegion": "us-east-1"})
+}
+
+#[tokio::test]
+async fn notifications_ingest_new_objects_and_the_sweep_reads_what_they_missed() {
+    use iamtrail_aws::ports::IngestLedger;
+    use iamtrail_aws::steps::ingest::notifications::{ingest_notifications, SqsEvent};
+    let w = world().await;
+    let deps = IngestDeps {
+        settings: &w.settings,
+        trail: &w.trail,
+        events: &w.events,
+        control: &w.control,
+        alerts: &w.alerts,
+        objects: &w.analytics,
+        sigma: &w.sigma,
+    };
+    let keys: Vec<String> = w
+        .trail
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(&format!("/{DATASET_ACCOUNT}/")))
+        .collect();
+    let (first, second) = (keys[0].clone(), keys[1].clone());
+    let corrupt = keys[2].clone();
+    let good = w.trail.get(&corrupt).unwrap().bytes;
+    w.trail
+        .put_bytes(&corrupt, b"\x1f\x8bnot gzip".to_vec(), "application/gzip")
+        .await
+        .unwrap();
+    let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
+        object_created("m1", BUCKET, &first),
+        object_created("m2", BUCKET, &second),
+        object_created("m3", BUCKET, &first),
+        object_created("m4", BUCKET, &corrupt),
+        object_created("m5", BUCKET, "AWSLogs/o-iamtrail0001/123837392027/CloudTrail-Digest/us-east-1/2023/07/10/x.json.gz"),
+        object_created("m6", "another-bucket", &first),
+    ]}))
+    .unwrap();
+    let response = ingest_notifications(event.clone(), BUCKET, &deps, now(), None)
+        .await
+        .unwrap();
+    let failures: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failures,
+        ["m4"],
+        "only the corrupt object's message is delivered again"
+    );
+    assert_eq!(
+        response.ignored, 2,
+        "the digest and the other bucket's object"
+    );
+    assert_eq!(
+        (response.ingested.objects, response.ingested.counts.ingested),
+        (3, 2)
+    );
+    let stored = w.events.all().len();
+    assert!(stored > 0);
+    let checkpoints = w.control.trail_checkpoints(BUCKET).await.unwrap();
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(checkpoints[0].0, DATASET_ACCOUNT);
+
+    // SQS delivers the batch again (after the object was delivered whole): only m4 is read.
+    w.trail
+        .put_bytes(&corrupt, good, "application/gzip")
+        .await
+        .unwrap();
+    let again = ingest_notifications(event, BUCKET, &deps, now(), None)
+        .await
+        .unwrap();
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(
+        (
+            again.ingested.counts.ingested,
+            again.ingested.counts.already_ingested
+        ),
+        (1, 2)
+    );
+
+    // The sweep: from a day before the oldest checkpoint to now, everything the
+    // notifications never brought (the rest of both accounts).
+    let sweep = w
+        .run(
+            "sweep",
+            IngestRequest {
+                bucket: Some(BUCKET.into()),
+                sweep: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sweep.counts.already_ingested, 3);
+    assert_eq!(sweep.counts.ingested, sweep.objects - 3);
+    assert_eq!(w.events.all().len(), 878);
+}
+
+#[test]
+fn s3_event_notifications_name_their_objects_url_decoded() {
+    use iamtrail_aws::steps::ingest::notifications::objects_of;
+    let body = serde_json::json!({"Records": [{"eventSource": "aws:s3", "s3": {
+        "bucket": {"name": "trail"},
+        "object": {"key": "logs+2024/AWSLogs/111122223333/CloudTrail/eu-west-1/2024/01/01/a%3Db.json.gz", "size": 7}}}]})
+    .to_string();
+    let objects = objects_of(&body).unwrap();
+    assert_eq!(objects[0].0, "trail");
+    assert_eq!(
+        objects[0].1.key,
+        "logs 2024/AWSLogs/111122223333/CloudTrail/eu-west-1/2024/01/01/a=b.json.gz"
+    );
+    assert_eq!(objects_of(r#"{"Event":"s3:TestEvent"}"#).unwrap(), vec![]);
+    assert!(objects_of("{}")
+        .unwrap_err()
+        .contains("neither an EventBridge event"));
+    assert!(objects_of("nope").unwrap_err().contains("not JSON"));
 }

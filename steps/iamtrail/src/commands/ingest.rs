@@ -228,15 +228,15 @@ pub fn report(run: &IngestRun) -> String {
     if let Some(s) = &run.summary {
         out.push_str(&format!(
             "  objects: {} in {} batches: {} ingested, {} already ingested, {} left to do\n",
-            s.objects, s.batches, s.ingested, s.already_ingested, s.left_to_do
+            s.objects, s.batches, s.counts.ingested, s.counts.already_ingested, s.left_to_do
         ));
         out.push_str(&format!(
             "  records: {} read, {} not collected, {} filtered, {} outside the range, {} unreadable\n",
-            s.records, s.not_collected, s.filtered, s.outside_range, s.unreadable
+            s.counts.records, s.counts.not_collected, s.counts.filtered, s.counts.outside_range, s.counts.unreadable
         ));
         out.push_str(&format!(
             "  events stored: {} ({} full records kept in S3, {} rejected); alerts queued: {}\n",
-            s.stored, s.raw_kept, s.rejected, s.alerts_queued
+            s.counts.stored, s.counts.raw_kept, s.counts.rejected, s.counts.alerts_queued
         ));
         for failed in s.failed.iter().take(10) {
             out.push_str(&format!(

@@ -6,9 +6,12 @@
 //!   a previous run left undone) and writes the run's manifest of batches to the analytics
 //!   bucket, which the state machine's Distributed Map reads.
 //! - [`objects`] (IngestObjects): one batch of objects, stored exactly once in effect.
+//! - [`notifications`] (IngestObjects on an SQS event): the continuous mode, the objects the
+//!   trail bucket's "Object Created" events name.
 //! - [`summary`] (IngestRun, `action: summarize`): totals the batches' results, and writes
 //!   the batches left to do for a retry.
 
+pub mod notifications;
 pub mod objects;
 pub mod plan;
 pub mod summary;

@@ -45,6 +45,15 @@ pub struct IngestObjectsOutput {
     pub batch: u32,
     /// Objects in the batch.
     pub objects: u64,
+    #[serde(flatten)]
+    pub counts: ObjectCounts,
+    /// Objects not ingested: their keys and why.
+    pub failed: Vec<FailedObject>,
+}
+
+/// What ingesting objects did, added up over objects, batches and runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectCounts {
     /// Objects read and stored now.
     pub ingested: u64,
     /// Objects an earlier run had ingested (left alone).
@@ -66,8 +75,22 @@ pub struct IngestObjectsOutput {
     /// Items DynamoDB refused even in their minimal form (their records are in S3).
     pub rejected: u64,
     pub alerts_queued: u64,
-    /// Objects not ingested: their keys and why.
-    pub failed: Vec<FailedObject>,
+}
+
+impl std::ops::AddAssign for ObjectCounts {
+    fn add_assign(&mut self, o: ObjectCounts) {
+        self.ingested += o.ingested;
+        self.already_ingested += o.already_ingested;
+        self.records += o.records;
+        self.not_collected += o.not_collected;
+        self.filtered += o.filtered;
+        self.outside_range += o.outside_range;
+        self.unreadable += o.unreadable;
+        self.stored += o.stored;
+        self.raw_kept += o.raw_kept;
+        self.rejected += o.rejected;
+        self.alerts_queued += o.alerts_queued;
+    }
 }
 
 /// The adapters IngestObjects works with.
@@ -83,10 +106,55 @@ pub struct IngestDeps<'a, T, E, C, A, O> {
     pub sigma: &'a SigmaRules,
 }
 
-/// Ingests one batch (see the module docs). `deadline` is when the invocation must answer:
-/// objects it cannot start in time are reported as failed, for the retry.
+/// Ingests one batch of the Distributed Map (see the module docs): [`ingest_batch`], then the
+/// batch's result written to the analytics bucket, and `ObjectsFailed` when an object was not
+/// ingested.
 pub async fn ingest_objects<T, E, C, A, O>(
     batch: IngestBatch,
+    deps: &IngestDeps<'_, T, E, C, A, O>,
+    now: DateTime<Utc>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<IngestObjectsOutput, StepError>
+where
+    T: TrailBucket,
+    E: EventStore,
+    C: ControlStore + IngestLedger,
+    A: AlertStore,
+    O: ObjectStore,
+{
+    let out = ingest_batch(&batch, deps, now, deadline).await?;
+    let body = serde_json::to_vec(&out).map_err(|e| StepError::config(e.to_string()))?;
+    let key = result_key(&batch.run_id, batch.batch);
+    retried("writing the batch's result", || {
+        deps.objects
+            .put_bytes(&key, body.clone(), "application/json")
+    })
+    .await?;
+    if !out.failed.is_empty() {
+        let keys: Vec<String> = out
+            .failed
+            .iter()
+            .map(|f| format!("{} ({})", f.key, f.error))
+            .collect();
+        return Err(StepError {
+            error_type: "ObjectsFailed",
+            message: format!(
+                "{} of {} objects of batch {} were not ingested: {}",
+                out.failed.len(),
+                out.objects,
+                out.batch,
+                keys.join("; ")
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Ingests the objects of a batch (see the module docs); objects not ingested are listed in
+/// the answer's `failed`. `deadline` is when the invocation must answer: objects it cannot
+/// start in time are reported as failed, for the retry.
+pub async fn ingest_batch<T, E, C, A, O>(
+    batch: &IngestBatch,
     deps: &IngestDeps<'_, T, E, C, A, O>,
     now: DateTime<Utc>,
     deadline: Option<tokio::time::Instant>,
@@ -121,10 +189,10 @@ where
             })
             .await?
         {
-            out.already_ingested += 1;
+            out.counts.already_ingested += 1;
             continue;
         }
-        match one_object(&batch, &object.key, deps, &clock, &mut out).await? {
+        match one_object(batch, &object.key, deps, &clock, &mut out).await? {
             Ok(items) => {
                 retried("marking the object ingested", || {
                     deps.control.mark_ingested(&id, items, clock.now())
@@ -141,7 +209,7 @@ where
                     })
                     .await?;
                 }
-                out.ingested += 1;
+                out.counts.ingested += 1;
             }
             Err(error) => {
                 tracing::error!(bucket = %batch.bucket, key = %object.key, %error,
@@ -153,33 +221,9 @@ where
             }
         }
     }
-    let body = serde_json::to_vec(&out).map_err(|e| StepError::config(e.to_string()))?;
-    let key = result_key(&batch.run_id, batch.batch);
-    retried("writing the batch's result", || {
-        deps.objects
-            .put_bytes(&key, body.clone(), "application/json")
-    })
-    .await?;
-    tracing::info!(run = %out.run_id, batch = out.batch, objects = out.objects, ingested = out.ingested,
-        already = out.already_ingested, stored = out.stored, alerts = out.alerts_queued,
+    tracing::info!(run = %out.run_id, batch = out.batch, objects = out.objects, ingested = out.counts.ingested,
+        already = out.counts.already_ingested, stored = out.counts.stored, alerts = out.counts.alerts_queued,
         failed = out.failed.len(), "batch done");
-    if !out.failed.is_empty() {
-        let keys: Vec<String> = out
-            .failed
-            .iter()
-            .map(|f| format!("{} ({})", f.key, f.error))
-            .collect();
-        return Err(StepError {
-            error_type: "ObjectsFailed",
-            message: format!(
-                "{} of {} objects of batch {} were not ingested: {}",
-                out.failed.len(),
-                out.objects,
-                out.batch,
-                keys.join("; ")
-            ),
-        });
-    }
     Ok(out)
 }
 
@@ -210,11 +254,11 @@ where
         Ok(found) => found,
         Err(e) => return Ok(Err(format!("not a CloudTrail log object: {e}"))),
     };
-    out.outside_range += found.keep_between(batch.start, batch.end) as u64;
-    out.records += found.records as u64;
-    out.not_collected += found.not_collected as u64;
-    out.filtered += found.filtered as u64;
-    out.unreadable += found.rejected.len() as u64;
+    out.counts.outside_range += found.keep_between(batch.start, batch.end) as u64;
+    out.counts.records += found.records as u64;
+    out.counts.not_collected += found.not_collected as u64;
+    out.counts.filtered += found.filtered as u64;
+    out.counts.unreadable += found.rejected.len() as u64;
     for (position, reason) in &found.rejected {
         tracing::warn!(%key, position, %reason, "an unreadable record was left out; the object's others were kept");
     }
@@ -255,7 +299,7 @@ where
         .count_login_failures(&refs, &mut counts)
         .await
         .map_err(failed)?;
-    out.alerts_queued += counts.alerts_queued;
+    out.counts.alerts_queued += counts.alerts_queued;
     Ok(Ok(count))
 }
 
@@ -277,7 +321,7 @@ where
         item.raw_s3_key = Some(keep_raw(item, bytes, key, deps, out).await?);
     }
     let outcome = retried("storing events", || deps.events.put_events(&items)).await?;
-    out.stored += outcome.written;
+    out.counts.stored += outcome.written;
     if outcome.rejected.is_empty() {
         return Ok(items);
     }
@@ -296,8 +340,8 @@ where
         deps.events.put_events(&minimal)
     })
     .await?;
-    out.stored += second.written;
-    out.rejected += second.rejected.len() as u64;
+    out.counts.stored += second.written;
+    out.counts.rejected += second.rejected.len() as u64;
     let gone: BTreeSet<usize> = second.rejected.iter().map(|(i, _)| *i).collect();
     let mut stored: Vec<NormalizedEvent> = items
         .into_iter()
@@ -343,7 +387,7 @@ async fn keep_raw<T, E, C, A, O: ObjectStore>(
             .put_bytes(&raw, text.clone().into_bytes(), "application/json")
     })
     .await?;
-    out.raw_kept += 1;
+    out.counts.raw_kept += 1;
     Ok(raw)
 }
 

@@ -13,7 +13,7 @@ use iamtrail_core::trail::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::objects::IngestObjectsOutput;
+use super::objects::{IngestObjectsOutput, ObjectCounts};
 use super::plan::PlanOutput;
 use super::{aws, FailedObject};
 use crate::ports::{ObjectReader, ObjectStore};
@@ -47,17 +47,8 @@ pub struct IngestSummary {
     pub bucket: String,
     pub batches: u64,
     pub objects: u64,
-    pub ingested: u64,
-    pub already_ingested: u64,
-    pub records: u64,
-    pub not_collected: u64,
-    pub filtered: u64,
-    pub outside_range: u64,
-    pub unreadable: u64,
-    pub stored: u64,
-    pub raw_kept: u64,
-    pub rejected: u64,
-    pub alerts_queued: u64,
+    #[serde(flatten)]
+    pub counts: ObjectCounts,
     /// Objects of batches that wrote a result and failed them.
     pub failed: Vec<FailedObject>,
     /// Batches that wrote no result (their child failed or never ran).
@@ -103,7 +94,7 @@ where
             retry.push(batch.clone());
             continue;
         };
-        add(&mut summary, &result);
+        summary.counts += result.counts;
         if !result.failed.is_empty() {
             let failed: Vec<&str> = result.failed.iter().map(|f| f.key.as_str()).collect();
             retry.push(IngestBatch {
@@ -133,8 +124,8 @@ where
         .put_bytes(&summary_key(&plan.run_id), body, "application/json")
         .await
         .map_err(|e| aws("writing the run's summary", e))?;
-    tracing::info!(run = %summary.run_id, objects = summary.objects, ingested = summary.ingested,
-        stored = summary.stored, alerts = summary.alerts_queued, left = summary.left_to_do, "ingestion summarised");
+    tracing::info!(run = %summary.run_id, objects = summary.objects, ingested = summary.counts.ingested,
+        stored = summary.counts.stored, alerts = summary.counts.alerts_queued, left = summary.left_to_do, "ingestion summarised");
     if summary.left_to_do > 0 {
         return Err(incomplete(&summary, &retry));
     }
@@ -186,18 +177,4 @@ async fn read_result<O: ObjectReader>(
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| StepError::invalid_input(format!("{key}: {e}")))
-}
-
-fn add(summary: &mut IngestSummary, r: &IngestObjectsOutput) {
-    summary.ingested += r.ingested;
-    summary.already_ingested += r.already_ingested;
-    summary.records += r.records;
-    summary.not_collected += r.not_collected;
-    summary.filtered += r.filtered;
-    summary.outside_range += r.outside_range;
-    summary.unreadable += r.unreadable;
-    summary.stored += r.stored;
-    summary.raw_kept += r.raw_kept;
-    summary.rejected += r.rejected;
-    summary.alerts_queued += r.alerts_queued;
 }
