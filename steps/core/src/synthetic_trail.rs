@@ -150,6 +150,121 @@ pub fn event_id_as_account(id: &str, account: &str) -> String {
     }
 }
 
+/// A large synthetic trail for benchmarks (docs/ingest.md, "A million events"): the records
+/// of a dataset repeated over `accounts` accounts (ids `100000000000 + n`), one region, and
+/// consecutive five-minute objects of `records_per_object` records each, starting at `start`.
+/// Each copy is a new event: its `eventID` is unique, its `eventTime` inside its object's five
+/// minutes, every occurrence of the dataset's account replaced by the copy's. Objects are made
+/// one at a time (`next`), so a trail of millions of records never sits in memory.
+pub struct SyntheticTrail<'a> {
+    base: &'a [String],
+    accounts: u32,
+    records_per_object: usize,
+    objects: usize,
+    start: chrono::DateTime<chrono::Utc>,
+    made: usize,
+    next_record: usize,
+}
+
+impl<'a> SyntheticTrail<'a> {
+    /// `base`: record texts (each a JSON object with `eventID`, `eventTime` and the dataset's
+    /// account); `objects` objects in all, spread over the accounts in turn.
+    pub fn new(
+        base: &'a [String],
+        accounts: u32,
+        objects: usize,
+        records_per_object: usize,
+        start: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        SyntheticTrail {
+            base,
+            accounts: accounts.max(1),
+            records_per_object,
+            objects,
+            start,
+            made: 0,
+            next_record: 0,
+        }
+    }
+
+    /// The account of the `n`th synthetic account.
+    pub fn account(n: u32) -> String {
+        format!("{}", 100_000_000_000u64 + u64::from(n))
+    }
+}
+
+impl Iterator for SyntheticTrail<'_> {
+    type Item = TrailObject;
+
+    fn next(&mut self) -> Option<TrailObject> {
+        if self.made >= self.objects || self.base.is_empty() {
+            return None;
+        }
+        let n = self.made;
+        self.made += 1;
+        let account = Self::account(n as u32 % self.accounts);
+        let window = (n as u32 / self.accounts) as i64;
+        let from = self.start + chrono::Duration::minutes(window * OBJECT_MINUTES);
+        let step_ms = (OBJECT_MINUTES * 60_000) / self.records_per_object.max(1) as i64;
+        let mut body = String::from("{\"Records\":[");
+        for i in 0..self.records_per_object {
+            let serial = self.next_record;
+            self.next_record += 1;
+            let text = &self.base[serial % self.base.len()];
+            let time = from + chrono::Duration::milliseconds(step_ms * i as i64);
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&rewrite(text, &account, serial, time));
+        }
+        body.push_str("]}");
+        let region = "us-east-1";
+        let written = from + chrono::Duration::minutes(OBJECT_MINUTES);
+        let name = format!(
+            "{account}_CloudTrail_{region}_{}_{n:08x}.json.gz",
+            written.format("%Y%m%dT%H%MZ")
+        );
+        Some(TrailObject {
+            key: object_key("AWSLogs/", Some(LOCAL_ORG_ID), &name).unwrap_or(name),
+            body: body.into_bytes(),
+        })
+    }
+}
+
+/// A record's text as a new event: the dataset's account replaced, a new `eventID` (unique
+/// per `serial`), the `eventTime` and `awsRegion` set.
+fn rewrite(
+    text: &str,
+    account: &str,
+    serial: usize,
+    time: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let mut out = text.replace(DATASET_ACCOUNT, account);
+    let id = format!(
+        "{:08x}-5e7a-4c0d-9a11-{:012x}",
+        serial as u32,
+        account.parse::<u64>().unwrap_or(0) ^ serial as u64
+    );
+    replace_value(&mut out, "\"eventID\":\"", &id);
+    replace_value(
+        &mut out,
+        "\"eventTime\":\"",
+        &time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    replace_value(&mut out, "\"awsRegion\":\"", "us-east-1");
+    out
+}
+
+/// Replaces the string value after the first `prefix` (`"field":"`).
+fn replace_value(text: &mut String, prefix: &str, value: &str) {
+    if let Some(at) = text.find(prefix) {
+        let from = at + prefix.len();
+        if let Some(len) = text[from..].find('"') {
+            text.replace_range(from..from + len, value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +316,32 @@ mod tests {
         assert_eq!(keys[2].written.to_rfc3339(), "2023-07-10T12:10:00+00:00");
         let copy = objects_as_account(&objects, DATASET_ACCOUNT, SECOND_ACCOUNT).unwrap();
         assert!(copy[0].key.contains("/111122223333/CloudTrail/eu-west-1/"));
+    }
+
+    #[test]
+    fn a_synthetic_trail_makes_new_events_in_consecutive_objects() {
+        let base = vec![
+            r#"{"eventID":"a","eventTime":"2023-07-10T11:00:00Z","awsRegion":"eu-west-1","recipientAccountId":"123837392027"}"#.to_string(),
+            r#"{"eventID":"b","eventTime":"2023-07-10T11:01:00Z","awsRegion":"us-east-1","recipientAccountId":"123837392027"}"#.to_string(),
+        ];
+        let start = crate::record::parse_time("2024-01-01T00:00:00Z").unwrap();
+        let objects: Vec<TrailObject> = SyntheticTrail::new(&base, 2, 4, 3, start).collect();
+        assert_eq!(objects.len(), 4);
+        let mut ids = std::collections::BTreeSet::new();
+        for (n, object) in objects.iter().enumerate() {
+            let key = crate::trail::LogObjectKey::parse(&object.key).unwrap();
+            assert_eq!(key.account, SyntheticTrail::account(n as u32 % 2));
+            let doc: Value = serde_json::from_slice(&object.body).unwrap();
+            for record in doc["Records"].as_array().unwrap() {
+                assert_eq!(record["recipientAccountId"], key.account.as_str());
+                assert_eq!(record["awsRegion"], "us-east-1");
+                let time =
+                    crate::record::parse_time(record["eventTime"].as_str().unwrap()).unwrap();
+                assert!(time < key.written && time >= key.written - chrono::Duration::minutes(5));
+                ids.insert(record["eventID"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(ids.len(), 12, "every event is new");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod demo;
 pub mod deployed;
 pub mod follow;
+pub mod ingest_bench;
 pub mod local;
 pub mod render;
 pub mod replay;

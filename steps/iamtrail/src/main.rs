@@ -213,6 +213,30 @@ enum LocalCommand {
     Serve(StackArgs),
     /// Publish a test alert to the local topic and print it as the mailbox received it.
     TestAlert(StackArgs),
+    /// Ingest a large synthetic trail from the local trail bucket (S3 mode) and report the
+    /// wall time, throughput, peak memory and requests (docs/ingest.md, "A million events").
+    IngestBench(IngestBenchArgs),
+}
+
+#[derive(Args)]
+struct IngestBenchArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Events in the synthetic trail.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Log objects they are spread over (five minutes of one account each).
+    #[arg(long, default_value_t = 2_400)]
+    objects: usize,
+    /// Accounts of the organisation trail.
+    #[arg(long, default_value_t = 20)]
+    accounts: u32,
+    /// Log objects per batch (one child execution).
+    #[arg(long, default_value_t = 100)]
+    batch_objects: usize,
+    /// Write the measured counts as JSON (scripts/cost.py reads them).
+    #[arg(long, value_name = "FILE")]
+    counts_json: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -482,6 +506,21 @@ async fn run() -> Result<()> {
                 "Published test alert {message_id} to {topic_arn}; check the subscribed mailbox."
             );
             Ok(())
+        }
+        Command::Local(LocalCommand::IngestBench(args)) => {
+            anyhow::ensure!(
+                args.events > 0 && args.objects > 0 && args.accounts > 0 && args.batch_objects > 0,
+                "--events, --objects, --accounts and --batch-objects must be at least 1"
+            );
+            iamtrail::ingest_bench::run_ingest_bench(iamtrail::ingest_bench::IngestBenchOptions {
+                stack: stack_options(&args.stack, &cli.stack)?,
+                events: args.events,
+                objects: args.objects,
+                accounts: args.accounts,
+                batch_objects: args.batch_objects,
+                counts_json: args.counts_json,
+            })
+            .await
         }
         Command::Local(LocalCommand::Serve(args)) => {
             let mut stack = LocalStack::start(stack_options(&args, &cli.stack)?).await?;

@@ -75,6 +75,12 @@ pub struct ObjectCounts {
     /// Items DynamoDB refused even in their minimal form (their records are in S3).
     pub rejected: u64,
     pub alerts_queued: u64,
+    /// The events table's write request units of the items stored (1 per started KB).
+    #[serde(default)]
+    pub write_units: u64,
+    /// Time the invocations spent, in milliseconds (what Lambda bills).
+    #[serde(default)]
+    pub busy_ms: u64,
 }
 
 impl std::ops::AddAssign for ObjectCounts {
@@ -90,6 +96,8 @@ impl std::ops::AddAssign for ObjectCounts {
         self.raw_kept += o.raw_kept;
         self.rejected += o.rejected;
         self.alerts_queued += o.alerts_queued;
+        self.write_units += o.write_units;
+        self.busy_ms += o.busy_ms;
     }
 }
 
@@ -167,6 +175,7 @@ where
     O: ObjectStore,
 {
     let clock = StepClock::start(now);
+    let started = std::time::Instant::now();
     let mut out = IngestObjectsOutput {
         run_id: batch.run_id.clone(),
         batch: batch.batch,
@@ -221,6 +230,7 @@ where
             }
         }
     }
+    out.counts.busy_ms = started.elapsed().as_millis() as u64;
     tracing::info!(run = %out.run_id, batch = out.batch, objects = out.objects, ingested = out.counts.ingested,
         already = out.counts.already_ingested, stored = out.counts.stored, alerts = out.counts.alerts_queued,
         failed = out.failed.len(), "batch done");
@@ -268,6 +278,10 @@ where
     }
     let count = items.len() as u64;
     let stored = store(items, &bytes, key, deps, out).await?;
+    out.counts.write_units += stored
+        .iter()
+        .map(|i| i.dynamodb_size().div_ceil(1024) as u64)
+        .sum::<u64>();
     let dates: BTreeSet<NaiveDate> = stored
         .iter()
         .filter_map(|i| NaiveDate::parse_from_str(&i.event_date, "%Y-%m-%d").ok())
