@@ -5,6 +5,7 @@
 #   scripts/demo.sh                                  # bundled dataset, one execution
 #   scripts/demo.sh --runs 2                         # the second run shows a re-run adds nothing
 #   scripts/demo.sh --realtime                       # the fast path first (EventBridge replay), then the run
+#   scripts/demo.sh --s3                             # the S3 mode first (an organisation trail of two accounts), then the run
 #   scripts/demo.sh --data ~/AWSLogs/123456789012/CloudTrail
 #   scripts/demo.sh --set FILTERED_ROLES='scanner*'
 #   scripts/demo.sh --input '{"start":"...","end":"..."}'   # a backfill

@@ -285,6 +285,11 @@ struct DemoArgs {
     /// EventBridge would invoke it), then run the scheduled execution(s) (docs/realtime.md).
     #[arg(long)]
     realtime: bool,
+    /// First ingest the local trail bucket (the dataset in an organisation trail's layout, and a
+    /// second account made from it) with the S3 mode, then run the scheduled execution(s)
+    /// (docs/ingest.md).
+    #[arg(long)]
+    s3: bool,
 }
 
 #[derive(Args)]
@@ -456,6 +461,7 @@ async fn run() -> Result<()> {
                 show_events: args.show_events,
                 show_alerts: args.show_alerts,
                 realtime: args.realtime,
+                s3: args.s3,
             })
             .await
         }
