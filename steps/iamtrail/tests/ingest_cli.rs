@@ -1,0 +1,142 @@
+//! `iamtrail ingest`, the real binary against the local stack found by name (its CloudFormation
+//! outputs `IngestStateMachineArn`, `TrailBucketName`, `AnalyticsBucketName`), with only the
+//! standard AWS environment: bad requests refused before anything starts, a range of the local
+//! organisation trail ingested and summarised, a second run finding everything ingested, and
+//! `--retry` of a run that left nothing to do refused by the planner.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::iamtrail_async;
+use iamtrail::demo::{bundled_dataset, dataset_emulator};
+use iamtrail::local::{find_repo_root, LocalOptions, LocalStack};
+use iamtrail_core::record::format_time;
+
+async fn start_stack() -> LocalStack {
+    let repo = find_repo_root().expect("repository root");
+    let mut options = LocalOptions::new(&repo);
+    options.stack_name = "cli-ingest".into();
+    options.dataset = Some(bundled_dataset(&repo));
+    options.emulator = dataset_emulator(Some(24), None);
+    let mut stack = LocalStack::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("local stack (needs moto: run scripts/setup-venv.sh): {e:#}"));
+    stack.deploy().await.expect("deploy the local stack");
+    stack
+}
+
+async fn ingest_executions(stack: &LocalStack) -> usize {
+    stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(iamtrail::local::ingest_state_machine_arn(
+            &stack.options.stack_name,
+        ))
+        .send()
+        .await
+        .unwrap()
+        .executions()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn iamtrail_ingest_reads_the_trail_bucket_of_the_stack_it_finds() {
+    let stack = start_stack().await;
+    let gw = stack.gateway.endpoint();
+    let start = format_time(Utc::now() - Duration::days(3));
+    let end = format_time(Utc::now());
+
+    // Refused before anything starts.
+    for (args, reason) in [
+        (
+            vec!["ingest", "--start", "yesterday", "--end", &end],
+            "is not an RFC 3339 time",
+        ),
+        (
+            vec!["ingest", "--start", &end, "--end", &start],
+            "--start must be before --end",
+        ),
+        (vec!["ingest"], "give --start and --end (or --retry RUN)"),
+        (
+            vec![
+                "ingest",
+                "--start",
+                &start,
+                "--end",
+                &end,
+                "--accounts",
+                "42",
+            ],
+            "is not a 12-digit account id",
+        ),
+    ] {
+        let mut all = vec!["--stack", "cli-ingest"];
+        all.extend(args.iter().copied());
+        let run = iamtrail_async(&gw, &all)
+            .await
+            .expect_failure("a bad request");
+        assert!(run.stderr.contains(reason), "{}", run.transcript());
+    }
+    assert_eq!(ingest_executions(&stack).await, 0, "nothing started");
+
+    let run = iamtrail_async(
+        &gw,
+        &[
+            "--stack",
+            "cli-ingest",
+            "ingest",
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ],
+    )
+    .await
+    .expect_ok("an ingestion of the local trail");
+    assert!(run.stdout.contains("SUCCEEDED"), "{}", run.transcript());
+    assert!(
+        run.stdout.contains("events stored: 878 "),
+        "{}",
+        run.transcript()
+    );
+    assert!(run.stdout.contains(" 0 left to do"), "{}", run.transcript());
+
+    let again = iamtrail_async(
+        &gw,
+        &[
+            "--stack",
+            "cli-ingest",
+            "ingest",
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ],
+    )
+    .await
+    .expect_ok("the same range again");
+    assert!(
+        again.stdout.contains("events stored: 0 "),
+        "{}",
+        again.transcript()
+    );
+    assert!(
+        again.stdout.contains(": 0 ingested, "),
+        "{}",
+        again.transcript()
+    );
+
+    let retry = iamtrail_async(
+        &gw,
+        &["--stack", "cli-ingest", "ingest", "--retry", "no-such-run"],
+    )
+    .await
+    .expect_failure("a retry of a run that left nothing");
+    assert!(
+        retry
+            .stdout
+            .contains("run no-such-run left nothing to retry"),
+        "{}",
+        retry.transcript()
+    );
+}
