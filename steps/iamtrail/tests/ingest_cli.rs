@@ -2,7 +2,7 @@
 //! outputs `IngestStateMachineArn`, `TrailBucketName`, `AnalyticsBucketName`), with only the
 //! standard AWS environment: bad requests refused before anything starts, a range of the local
 //! organisation trail ingested and summarised, a second run finding everything ingested, and
-//! `--retry` of a run that left nothing to do refused by the planner.
+//! `--retry` of a run that left nothing to do refused before anything starts.
 
 mod common;
 
@@ -134,9 +134,14 @@ async fn iamtrail_ingest_reads_the_trail_bucket_of_the_stack_it_finds() {
     .expect_failure("a retry of a run that left nothing");
     assert!(
         retry
-            .stdout
+            .stderr
             .contains("run no-such-run left nothing to retry"),
         "{}",
         retry.transcript()
+    );
+    assert_eq!(
+        ingest_executions(&stack).await,
+        2,
+        "the retry started nothing"
     );
 }

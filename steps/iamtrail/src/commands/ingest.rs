@@ -353,6 +353,20 @@ pub async fn run(
         state_machine_arn: state_machine,
         analytics_bucket: analytics,
     };
+    if let Some(previous) = &request.retry_of {
+        // A retry of a run that left nothing starts nothing.
+        let key = iamtrail_core::trail::retry_key(previous);
+        let found = s3.head_object().bucket(analytics).key(&key).send().await;
+        match found {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => bail!(
+                "run {previous} left nothing to retry (no s3://{analytics}/{key}): it finished everything, or it is not a run of this stack"
+            ),
+            Err(e) => {
+                return Err(sdk_error(e)).with_context(|| format!("reading s3://{analytics}/{key}"))
+            }
+        }
+    }
     let name = crate::deployed::execution_name("ingest", Utc::now());
     if !follow {
         let input = without_nulls(serde_json::to_value(&request)?);
