@@ -95,6 +95,7 @@ pub async fn run_ingest_bench(options: IngestBenchOptions) -> Result<()> {
 
     reset_peak_rss();
     stack.reset_request_counts();
+    stack.gateway.usage().reset();
     let request = IngestRequest {
         start: Some(start),
         end: Some(end),
@@ -108,7 +109,7 @@ pub async fn run_ingest_bench(options: IngestBenchOptions) -> Result<()> {
     print!("{}", crate::commands::ingest::report(&run));
     anyhow::ensure!(run.status == "SUCCEEDED", "the ingestion did not succeed");
     let summary = run.summary.context("the run wrote no summary")?;
-    let counts = stack.request_counts();
+    let usage = stack.gateway.usage().report();
     let count = |service: &str, op: &str| stack.requests(service, op);
     let c = &summary.counts;
     println!(
@@ -132,6 +133,22 @@ pub async fn run_ingest_bench(options: IngestBenchOptions) -> Result<()> {
         count("s3", "ListObjectsV2"),
         count("s3", "PutObject"),
     );
+    let units = |table: &str| -> (f64, f64) {
+        usage
+            .iter()
+            .filter(|((service, _, resource), _)| {
+                service == "dynamodb" && resource.ends_with(table)
+            })
+            .fold((0.0, 0.0), |(w, r), (_, c)| {
+                (w + c.write_units, r + c.read_units)
+            })
+    };
+    let (stack_name, mut line) = (&stack.options.stack_name, Vec::new());
+    for table in ["events", "control", "alerts"] {
+        let (w, r) = units(&format!("{stack_name}-{table}"));
+        line.push(format!("{table} {w:.0} WRU / {r:.0} RRU"));
+    }
+    println!("DynamoDB request units: {}", line.join(", "));
     if let Some(path) = &options.counts_json {
         let doc = json!({
             "what": "iamtrail local ingest-bench: one S3 ingestion run on the local stack",
@@ -145,7 +162,26 @@ pub async fn run_ingest_bench(options: IngestBenchOptions) -> Result<()> {
             "wall_seconds": wall,
             "peak_rss_kib": peak,
             "compressed_bytes": compressed,
-            "requests": counts.iter().map(|(k, v)| (format!("{}:{}", k.0, k.1), json!(v.requests))).collect::<serde_json::Map<_, _>>(),
+            // What the gateway saw, by service, operation and resource (the stack's name
+            // left out): requests, items, DynamoDB request units, bytes, Lambda durations.
+            "usage": usage
+                .iter()
+                .map(|((service, op, resource), c)| {
+                    let resource = resource.replace(&format!("{}-", stack.options.stack_name), "");
+                    (
+                        format!("{service} {op} {resource}"),
+                        json!({
+                            "requests": c.requests,
+                            "items": c.items,
+                            "write_units": c.write_units,
+                            "read_units": c.read_units,
+                            "bytes_in": c.bytes_in,
+                            "bytes_out": c.bytes_out,
+                            "duration_ms": c.duration_ms.round(),
+                        }),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
