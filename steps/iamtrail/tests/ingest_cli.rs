@@ -1,7 +1,8 @@
 //! `iamtrail ingest`, the real binary against the local stack found by name (its CloudFormation
 //! outputs `IngestStateMachineArn`, `TrailBucketName`, `AnalyticsBucketName`), with only the
 //! standard AWS environment: bad requests refused before anything starts, a range of the local
-//! organisation trail ingested and summarised, a second run finding everything ingested, and
+//! organisation trail ingested and summarised, `status` showing each account and region's
+//! checkpoint, a second run finding everything ingested, and
 //! `--retry` of a run that left nothing to do refused before anything starts.
 
 mod common;
@@ -100,6 +101,34 @@ async fn iamtrail_ingest_reads_the_trail_bucket_of_the_stack_it_finds() {
         run.transcript()
     );
     assert!(run.stdout.contains(" 0 left to do"), "{}", run.transcript());
+
+    // status shows how far each account and region of the trail has been read.
+    let status = iamtrail_async(
+        &gw,
+        &["--stack", "cli-ingest", "status", "--format", "json"],
+    )
+    .await
+    .expect_ok("status")
+    .json();
+    let checkpoints = status["trail"]["checkpoints"]
+        .as_array()
+        .expect("trail checkpoints");
+    let accounts: Vec<&str> = checkpoints
+        .iter()
+        .map(|c| c["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(accounts, ["111122223333", "123837392027"], "{status}");
+    assert!(checkpoints.iter().all(|c| c["region"] == "us-east-1"));
+    let table = iamtrail_async(&gw, &["--stack", "cli-ingest", "status"])
+        .await
+        .expect_ok("status");
+    assert!(
+        table
+            .stdout
+            .contains("S3 ingestion (s3://cli-ingest-trail-123456789012): 2 account/region(s)"),
+        "{}",
+        table.transcript()
+    );
 
     let again = iamtrail_async(
         &gw,

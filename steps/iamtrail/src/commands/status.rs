@@ -48,6 +48,52 @@ pub struct Status {
     pub failures: Vec<Failure>,
     /// `None`: the stack has no `OperationsTopicArn` output (deployed before the alarms).
     pub alarms: Option<Alarms>,
+    /// The S3 ingestion's checkpoints; `None`: the stack has no trail bucket.
+    pub trail: Option<TrailStatus>,
+}
+
+/// How far the S3 ingestion has read the trail bucket (docs/ingest.md).
+#[derive(Debug, Serialize)]
+pub struct TrailStatus {
+    pub bucket: String,
+    /// Per account and region: the newest log object ingested, and how long ago it was written.
+    pub checkpoints: Vec<TrailCheckpoint>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrailCheckpoint {
+    pub account: String,
+    pub region: String,
+    pub newest_object: String,
+    pub lag_seconds: i64,
+}
+
+/// The trail bucket's checkpoints (the control table's `trail#BUCKET`).
+async fn trail(deployed: &Deployed, now: DateTime<Utc>) -> Result<Option<TrailStatus>> {
+    use iamtrail_aws::ports::IngestLedger;
+    let Ok(bucket) = deployed.outputs.output(keys::TRAIL_BUCKET) else {
+        return Ok(None);
+    };
+    let ledger = iamtrail_aws::dynamo::DynamoControlStore::new(
+        deployed.dynamodb.clone(),
+        &deployed.outputs.control_table,
+    );
+    let checkpoints = ledger
+        .trail_checkpoints(bucket)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the trail checkpoints: {e}"))?
+        .into_iter()
+        .map(|(account, region, at)| TrailCheckpoint {
+            account,
+            region,
+            newest_object: format_time(at),
+            lag_seconds: (now - at).num_seconds(),
+        })
+        .collect();
+    Ok(Some(TrailStatus {
+        bucket: bucket.to_string(),
+        checkpoints,
+    }))
 }
 
 /// The stack's CloudWatch alarms: named `<stack>-...` and notifying its operations topic.
@@ -531,6 +577,7 @@ pub async fn gather(deployed: &Deployed, runs: usize) -> Result<Status> {
         alerts,
         export: export(deployed).await?,
         alarms: alarms(deployed).await?,
+        trail: trail(deployed, now).await?,
     })
 }
 
@@ -702,6 +749,23 @@ pub fn print_table(status: &Status) {
         println!("  none yet (no run record)");
     } else {
         println!("{}", checkpoints_table(&status.checkpoints));
+    }
+    if let Some(t) = &status.trail {
+        match t.checkpoints.iter().max_by_key(|c| c.lag_seconds) {
+            None => println!(
+                "\nS3 ingestion (s3://{}): nothing ingested yet",
+                sanitize(&t.bucket, 80)
+            ),
+            Some(oldest) => println!(
+                "\nS3 ingestion (s3://{}): {} account/region(s); the furthest behind is {} {} (newest object {}, {} ago)",
+                sanitize(&t.bucket, 80),
+                t.checkpoints.len(),
+                sanitize(&oldest.account, 20),
+                sanitize(&oldest.region, 30),
+                oldest.newest_object,
+                human_lag(oldest.lag_seconds)
+            ),
+        }
     }
     let a = &status.alerts;
     println!(
