@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the six Lambda functions (list-targets, collect, aggregate, evaluate-alerts, export,
-# realtime) for Lambda's provided.al2023 runtime with cargo-lambda, and zips each one.
+# Builds the eight Lambda functions (list-targets, collect, aggregate, evaluate-alerts, export,
+# realtime, and the S3 ingestion's ingest-run and ingest-objects) for Lambda's provided.al2023
+# runtime with cargo-lambda, and zips each one.
 #
 #   scripts/package.sh [--arch arm64|x86_64]
 #
@@ -30,7 +31,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 VENV="$REPO_ROOT/.venv"
 # The Lambda functions, named as their binaries (steps/<name>) and as the template's
 # FunctionName suffixes (${AWS::StackName}-<name>).
-LAMBDA_FUNCTIONS=(list-targets collect aggregate evaluate-alerts export realtime)
+# tests/template.rs holds this list equal to the template's functions.
+LAMBDA_FUNCTIONS=(list-targets collect aggregate evaluate-alerts export realtime ingest-run ingest-objects)
 LAMBDA_DIST_DIR="$CARGO_TARGET_DIR/lambda-dist"
 
 lambda_die() {

@@ -1,5 +1,5 @@
-//! The Lambda artifacts, proven: each of the six bootstraps `scripts/package.sh --arch x86_64`
-//! built runs as its own process against a Lambda Runtime API served here
+//! The Lambda artifacts, proven: each of the tracker's six bootstraps `scripts/package.sh --arch
+//! x86_64` built runs as its own process against a Lambda Runtime API served here
 //! (`iamtrail_e2e::runtime_api`), with the environment `template.yaml` gives its function
 //! (resolved for the local stack: `iamtrail_e2e::template_env`) plus the variables Lambda itself
 //! sets, and the AWS endpoints of a local stack loaded with the bundled dataset, as the demo runs
@@ -11,6 +11,8 @@
 //! Two scheduled executions: the first (CloudTrail's 90-day history) and the next one, in which
 //! nothing new happened (the fixed work of every hourly run). The Realtime bootstrap gets the
 //! dataset's events as EventBridge would deliver them (docs/realtime.md), on a stack of its own.
+//! The S3 ingestion's two bootstraps (ingest-run, ingest-objects; docs/ingest.md) are checked as
+//! built artifacts (ELF, zip) with the others, and not invoked here.
 //!
 //! Per function it measures the init time (process start to the first `GET /next`), each
 //! invocation's duration (event handed over to the response POST), the peak RSS (`VmHWM`
@@ -36,14 +38,16 @@ use iamtrail_e2e::*;
 use iamtrail_local::missing_test_dependency;
 use serde_json::{json, Value};
 
-/// The Lambda functions, by binary name.
-const FUNCTIONS: [&str; 6] = [
+/// The Lambda functions, by binary name: every zip scripts/package.sh writes.
+const FUNCTIONS: [&str; 8] = [
     "list-targets",
     "collect",
     "aggregate",
     "evaluate-alerts",
     "export",
     "realtime",
+    "ingest-run",
+    "ingest-objects",
 ];
 
 const PACKAGE_HINT: &str =
@@ -101,8 +105,8 @@ struct Artifact {
     zip_bytes: u64,
 }
 
-/// The five artifacts, checked: an x86-64 ELF bootstrap each, and its zip holding exactly that
-/// file as `bootstrap` (mode 755) at the root.
+/// The artifacts of [`FUNCTIONS`], checked: an x86-64 ELF bootstrap each, and its zip holding
+/// exactly that file as `bootstrap` (mode 755) at the root.
 fn artifacts() -> Vec<Artifact> {
     let target = target_dir();
     FUNCTIONS

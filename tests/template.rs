@@ -5,7 +5,10 @@
 //! the operations topic, the dashboard and the lifecycle (docs/operations.md); the fast path
 //! (docs/realtime.md): the rule pattern against `iamtrail_core::realtime::event_pattern`, the
 //! RealtimeAlerts switch, the Realtime role, the dead-letter queues, and
-//! templates/realtime-forwarding.yaml.
+//! templates/realtime-forwarding.yaml; the S3 ingestion (docs/ingest.md): nothing of it without
+//! a trail bucket, its least-privilege roles, its state machine's substitutions, the continuous
+//! mode's rule, queues and event source mapping, its alarms and outputs, and the functions
+//! scripts/package.sh builds.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -717,6 +720,28 @@ fn required_alarms(template: &Value, resolver: &Resolver) -> Vec<Want> {
             "ignore",
         ),
     ];
+    // The S3 ingestion (TrailBucket set): its executions and IngestObjects' errors; its
+    // dead-letter queue's alarm is the dead-letter rule's below.
+    if resolver.condition("IngestOn") {
+        wants.push(want(
+            "AWS/States",
+            "ExecutionsFailed",
+            vec![("StateMachineArn", "!Ref IngestStateMachine".to_string())],
+            "Sum",
+            GE,
+            1.0,
+            "notBreaching",
+        ));
+        wants.push(want(
+            "AWS/Lambda",
+            "Errors",
+            vec![("FunctionName", "!Ref IngestObjectsFunction".to_string())],
+            "Sum",
+            GE,
+            1.0,
+            "notBreaching",
+        ));
+    }
     let resources = template["Resources"].as_mapping().unwrap();
     let mut functions = 0;
     let mut tables = 0;
@@ -728,6 +753,9 @@ fn required_alarms(template: &Value, resolver: &Resolver) -> Vec<Want> {
         let id = s(id);
         let dims = |name: &'static str| vec![(name, format!("!Ref {id}"))];
         match s(&r["Type"]).as_str() {
+            "AWS::Serverless::Function" if id.starts_with("Ingest") => functions += 1,
+            // The continuous mode's work queue: its failures end in its dead-letter queue.
+            "AWS::SQS::Queue" if id == "IngestQueue" => queues += 1,
             "AWS::Serverless::Function" => {
                 functions += 1;
                 let timeout = resolver.number(&r["Properties"]["Timeout"]);
@@ -791,11 +819,14 @@ fn required_alarms(template: &Value, resolver: &Resolver) -> Vec<Want> {
             _ => {}
         }
     }
-    let realtime = resolver.condition("RealtimeOn");
+    let realtime = usize::from(resolver.condition("RealtimeOn"));
+    let ingest = usize::from(resolver.condition("IngestOn"));
+    let continuous = usize::from(resolver.condition("IngestContinuousOn"));
     assert_eq!(
         (functions, tables, queues),
-        (5 + usize::from(realtime), 3, usize::from(realtime)),
-        "five step functions (and Realtime), three tables (and Realtime's dead-letter queue)"
+        (5 + realtime + 2 * ingest, 3, realtime + 2 * continuous),
+        "five step functions (and Realtime, IngestRun and IngestObjects), three tables (and \
+         Realtime's dead-letter queue, the ingest queue and its dead-letter queue)"
     );
     wants
 }
@@ -1153,7 +1184,8 @@ fn dashboard_shows_lag_per_region_and_lists_every_alarm() {
         .unwrap()
         .as_sequence()
         .unwrap();
-    let (expanded, json) = dashboard_body(&Resolver::new(&template, &[]));
+    let resolver = Resolver::new(&template, &[]);
+    let (expanded, json) = dashboard_body(&resolver);
     let widgets = json["widgets"].as_array().unwrap();
     let text = s(&sub[0]);
     assert!(text.contains(
@@ -1202,12 +1234,15 @@ fn dashboard_shows_lag_per_region_and_lists_every_alarm() {
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
     assert_eq!(listed, BTreeSet::from(["x".to_string()]));
-    for (id, r) in resources {
-        if s(&r["Type"]) == "AWS::CloudWatch::Alarm" {
-            assert!(
-                expanded.contains(&format!("${{{}.Arn}}", s(id))),
-                "{id:?} is on the dashboard"
-            );
+    let trail = Resolver::new(&template, &[("TrailBucket", "trail-bucket")]);
+    for (resolver, expanded) in [(&resolver, expanded), (&trail, dashboard_body(&trail).0)] {
+        for (id, r) in resources {
+            if s(&r["Type"]) == "AWS::CloudWatch::Alarm" && resolver.exists(r) {
+                assert!(
+                    expanded.contains(&format!("${{{}.Arn}}", s(id))),
+                    "{id:?} is on the dashboard"
+                );
+            }
         }
     }
     assert_eq!(show(&sub[1]["Namespace"]), OWN_NAMESPACE);
@@ -1348,6 +1383,8 @@ impl Cfn<'_> {
                 self.text(&args[0]) == self.text(&args[1])
             }
             "!Not" => !self.truth(&args.unwrap()[0]),
+            "!And" => args.unwrap().iter().all(|c| self.truth(c)),
+            "!Or" => args.unwrap().iter().any(|c| self.truth(c)),
             "!Condition" => self.condition(&s(&t.value)),
             other => panic!("condition {other} is not supported here"),
         }
@@ -1467,14 +1504,18 @@ fn sigma_policies(template: &Value, role: &str, uri: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `SigmaRulesUri` reaches Collect and Realtime (which run the rules), and no other function,
-/// as `SIGMA_RULES`; when it is set, their roles may read the rule objects under its prefix and
-/// list that prefix, nothing more of the bucket; the parameter's pattern accepts exactly what
-/// the steps can read.
+/// `SigmaRulesUri` reaches Collect, Realtime and IngestObjects (which run the rules), and no
+/// other function, as `SIGMA_RULES`; when it is set, their roles may read the rule objects
+/// under its prefix and list that prefix, nothing more of the bucket; the parameter's pattern
+/// accepts exactly what the steps can read.
 #[test]
 fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
     use iamtrail_core::sigma::RulesLocation;
-    const READERS: [&str; 2] = ["CollectFunction", "RealtimeFunction"];
+    const READERS: [&str; 3] = [
+        "CollectFunction",
+        "RealtimeFunction",
+        "IngestObjectsFunction",
+    ];
     let template = load_template();
     let parameter = &template["Parameters"]["SigmaRulesUri"];
     assert_eq!(s(&parameter["Default"]), "");
@@ -1510,7 +1551,7 @@ fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
         assert!(!pattern.is_match(bad), "the pattern accepts {bad}");
     }
 
-    for role in ["CollectRole", "RealtimeRole"] {
+    for role in ["CollectRole", "RealtimeRole", "IngestObjectsRole"] {
         assert!(
             sigma_policies(&template, role, "").is_empty(),
             "{role}: no Sigma grant without SigmaRulesUri"
@@ -1530,11 +1571,13 @@ fn sigma_rules_uri_reaches_collect_with_a_least_privilege_read() {
         };
         let policies = sigma_policies(&template, "CollectRole", uri);
         assert_eq!(policies.len(), 1, "{uri}");
-        assert_eq!(
-            sigma_policies(&template, "RealtimeRole", uri),
-            policies,
-            "{uri}: Realtime reads the rules as Collect does"
-        );
+        for role in ["RealtimeRole", "IngestObjectsRole"] {
+            assert_eq!(
+                sigma_policies(&template, role, uri),
+                policies,
+                "{uri}: {role} reads the rules as Collect does"
+            );
+        }
         let statements = policies[0]["PolicyDocument"]["Statement"]
             .as_sequence()
             .unwrap();
@@ -1962,9 +2005,10 @@ fn realtime_role_is_least_privilege() {
 }
 
 /// The queues, queue policies and rules of both templates (the stack's, then the forwarding
-/// one): every dead-letter queue is encrypted and keeps its messages 14 days; only EventBridge
-/// may send to it, and only for the rule whose dead-letter queue it is; every rule is ENABLED on
-/// the default bus, and its target retries within the hour, then dead-letters.
+/// one): every queue is encrypted; every dead-letter queue keeps its messages 14 days, and a
+/// work queue (the ingest queue) redrives to one within fewer days; only EventBridge may send
+/// to a rule's dead-letter queue, and only for that rule; every rule is ENABLED on the default
+/// bus, and its target retries within the hour, then dead-letters.
 #[test]
 fn dead_letter_queues_are_encrypted_and_only_their_rule_sends() {
     let main = load_template();
@@ -1982,7 +2026,29 @@ fn dead_letter_queues_are_encrypted_and_only_their_rule_sends() {
                             || !p["KmsMasterKeyId"].is_null(),
                         "{id} is encrypted"
                     );
-                    assert_eq!(show(&p["MessageRetentionPeriod"]), "1209600", "{id}");
+                    if id.ends_with("DeadLetterQueue") {
+                        assert_eq!(show(&p["MessageRetentionPeriod"]), "1209600", "{id}");
+                        assert!(p["RedrivePolicy"].is_null(), "{id}");
+                        continue;
+                    }
+                    // A moved message keeps its first enqueue time: the dead-letter queue
+                    // must keep messages longer than the queue it serves.
+                    let redrive = &p["RedrivePolicy"];
+                    let dead = show(&redrive["deadLetterTargetArn"]);
+                    let dead = dead
+                        .strip_prefix("!GetAtt ")
+                        .and_then(|q| q.strip_suffix(".Arn"))
+                        .unwrap_or_else(|| {
+                            panic!("{id}: a work queue without a dead-letter queue")
+                        });
+                    assert!(dead.ends_with("DeadLetterQueue"), "{id} -> {dead}");
+                    let retention: u32 = show(&p["MessageRetentionPeriod"]).parse().unwrap();
+                    assert!(retention < 1209600, "{id}: {retention} s");
+                    assert_eq!(
+                        show(&template["Resources"][dead]["Condition"]),
+                        show(&r["Condition"]),
+                        "{id}: its dead-letter queue exists with it"
+                    );
                 }
                 "AWS::Events::Rule" => {
                     rules += 1;
@@ -2044,7 +2110,10 @@ fn dead_letter_queues_are_encrypted_and_only_their_rule_sends() {
             }
         }
     }
-    assert_eq!(rules, 2, "the Realtime rule and the forwarding rule");
+    assert_eq!(
+        rules, 3,
+        "the Realtime rule, the ingestion's rule and the forwarding rule"
+    );
     // Events Realtime itself failed on land in the same queue (Lambda's on-failure
     // destination, sent with the function's role).
     let invoke = &main["Resources"]["RealtimeFunction"]["Properties"]["EventInvokeConfig"];
@@ -2189,4 +2258,1035 @@ fn forwarding_template_sends_the_same_pattern_to_the_home_bus_only() {
             region.find(&text).map(|m| m.as_str())
         );
     }
+}
+
+// ---- The S3 ingestion (docs/ingest.md): TrailBucket and everything that hangs off it --------
+
+const TRAIL_BUCKET: &str = "trail-bucket";
+const TRAIL_KEY: &str =
+    "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+/// The resources of the S3 ingestion, by the condition they are created under.
+const INGEST_RESOURCES: [(&str, &str); 20] = [
+    ("IngestRunLogGroup", "IngestOn"),
+    ("IngestRunRole", "IngestOn"),
+    ("IngestRunFunction", "IngestOn"),
+    ("IngestObjectsLogGroup", "IngestOn"),
+    ("IngestObjectsRole", "IngestOn"),
+    ("IngestObjectsFunction", "IngestOn"),
+    ("IngestStateMachineLogGroup", "IngestOn"),
+    ("IngestStateMachineRole", "IngestOn"),
+    ("IngestStateMachine", "IngestOn"),
+    ("IngestExecutionsFailedAlarm", "IngestOn"),
+    ("IngestObjectsErrorsAlarm", "IngestOn"),
+    ("IngestDeadLetterQueue", "IngestContinuousOn"),
+    ("IngestDeadLetterQueuePolicy", "IngestContinuousOn"),
+    ("IngestQueue", "IngestContinuousOn"),
+    ("IngestQueuePolicy", "IngestContinuousOn"),
+    ("IngestRule", "IngestContinuousOn"),
+    ("IngestEventSourceMapping", "IngestContinuousOn"),
+    ("IngestSweepScheduleRole", "IngestContinuousOn"),
+    ("IngestSweepRunSchedule", "IngestContinuousOn"),
+    ("IngestDeadLetterAlarm", "IngestContinuousOn"),
+];
+
+/// The resolver of a stack reading `TRAIL_BUCKET`, with more parameters.
+fn ingest_resolver<'a>(template: &'a Value, more: &[(&str, &str)]) -> Resolver<'a> {
+    let mut params = vec![("TrailBucket", TRAIL_BUCKET)];
+    params.extend_from_slice(more);
+    Resolver::new(template, &params).in_region("us-east-1")
+}
+
+/// `!Sub "text"` whose `${...}` are all parameters or pseudo parameters, as the plain text
+/// CloudFormation makes of it (the stack `iamtrail` in us-east-1, account 123456789012); a
+/// `!Sub` naming a resource (`${X.Arn}`) and every other function are kept.
+fn expand(resolver: &Resolver, v: &Value) -> Value {
+    match v {
+        Value::Tagged(t) if t.tag == "!Sub" && t.value.is_string() => {
+            let text = s(&t.value);
+            let mut out = String::new();
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${") {
+                let end = start + rest[start..].find('}').unwrap();
+                let name = &rest[start + 2..end];
+                let value = match name {
+                    "AWS::Partition" => Some("aws".to_string()),
+                    "AWS::Region" => Some("us-east-1".to_string()),
+                    "AWS::AccountId" => Some("123456789012".to_string()),
+                    "AWS::StackName" => Some("iamtrail".to_string()),
+                    _ => resolver.params.get(name).cloned(),
+                };
+                let Some(value) = value else {
+                    return v.clone();
+                };
+                out.push_str(&rest[..start]);
+                out.push_str(&value);
+                rest = &rest[end + 1..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Sequence(items) => {
+            Value::Sequence(items.iter().map(|i| expand(resolver, i)).collect())
+        }
+        Value::Mapping(m) => Value::Mapping(
+            m.iter()
+                .map(|(k, v)| (k.clone(), expand(resolver, v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A role's grants for these parameters, `(action, resource, condition)`, every value resolved
+/// as far as [`expand`] goes (the condition as JSON text, empty without one); each statement
+/// an Allow.
+fn role_grants(resolver: &Resolver, role: &str) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for (policy, st) in role_statements(resolver, role) {
+        assert_eq!(s(&st["Effect"]), "Allow", "{role} {policy}: {st:?}");
+        let st = expand(resolver, &st);
+        let condition = match &st["Condition"] {
+            Value::Null => String::new(),
+            c => json(c).to_string(),
+        };
+        for (action, resource) in grants(&st) {
+            out.insert((action, resource, condition.clone()));
+        }
+    }
+    out
+}
+
+fn grant(action: &str, resource: &str, condition: &str) -> (String, String, String) {
+    (action.into(), resource.into(), condition.into())
+}
+
+/// Whether `text` matches an IAM resource pattern (`*` any characters, `?` one).
+fn iam_glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// With TrailBucket empty (the default) none of the S3 ingestion's resources or outputs exists,
+/// and nothing that exists refers to one (CloudFormation refuses a reference to a resource whose
+/// condition is false); with a trail bucket all of them exist, the continuous mode's only with
+/// IngestContinuous=true. Every resource named Ingest* is in the list, under its condition.
+#[test]
+fn s3_ingestion_exists_only_with_a_trail_bucket() {
+    let template = load_template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let ids: BTreeSet<String> = resources
+        .keys()
+        .map(s)
+        .filter(|id| id.starts_with("Ingest"))
+        .collect();
+    assert_eq!(
+        ids,
+        INGEST_RESOURCES
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect(),
+        "the S3 ingestion's resources"
+    );
+    for (id, condition) in INGEST_RESOURCES {
+        assert_eq!(
+            s(&template["Resources"][id]["Condition"]),
+            condition,
+            "{id}"
+        );
+    }
+    assert_eq!(s(&template["Parameters"]["TrailBucket"]["Default"]), "");
+    let off = Resolver::new(&template, &[]);
+    let batch = ingest_resolver(&template, &[("IngestContinuous", "false")]);
+    let continuous = ingest_resolver(&template, &[]);
+    // A KMS key or a prefix without a bucket creates nothing either.
+    let key_only = Resolver::new(
+        &template,
+        &[("TrailKmsKeyArn", TRAIL_KEY), ("TrailPrefix", "org/trails")],
+    );
+    for (id, condition) in INGEST_RESOURCES {
+        let r = &template["Resources"][id];
+        assert!(
+            !off.exists(r) && !key_only.exists(r),
+            "{id} without a trail bucket"
+        );
+        assert!(continuous.exists(r), "{id} with a trail bucket");
+        assert_eq!(
+            batch.exists(r),
+            condition == "IngestOn",
+            "{id}, IngestContinuous=false"
+        );
+    }
+    let outputs = template["Outputs"].as_mapping().unwrap();
+    let ingest_outputs: Vec<String> = outputs
+        .iter()
+        .filter(|(_, o)| !off.exists(o))
+        .map(|(k, _)| s(k))
+        .filter(|k| !k.starts_with("Realtime"))
+        .collect();
+    assert_eq!(
+        ingest_outputs,
+        [
+            "IngestStateMachineArn",
+            "TrailBucketName",
+            "IngestRunFunctionName",
+            "IngestObjectsFunctionName",
+            "IngestDeadLetterQueueUrl"
+        ]
+    );
+    // Nothing left refers to a resource that does not exist.
+    for resolver in [&off, &batch, &key_only] {
+        let absent: Vec<&str> = INGEST_RESOURCES
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !resolver.exists(&template["Resources"][*id]))
+            .collect();
+        if absent.is_empty() {
+            continue;
+        }
+        let reference =
+            regex::Regex::new(&format!(r#"["{{ ]({})["}}.]"#, absent.join("|"))).unwrap();
+        for (id, r) in resources.iter().chain(outputs) {
+            if !resolver.exists(r) {
+                continue;
+            }
+            let text = format!("{:?}", resolver.value(r));
+            if let Some(m) = reference.find(&text) {
+                panic!("{}: refers to {} that does not exist", s(id), m.as_str());
+            }
+        }
+    }
+    // The functions the tracker runs are not touched by the switch.
+    assert_eq!(
+        role_statements(&off, "CollectRole"),
+        role_statements(&continuous, "CollectRole")
+    );
+}
+
+/// The S3 ingestion's roles are least privilege, for a trail at the bucket's root and under a
+/// prefix, with and without a KMS key and the continuous mode: exactly the grants their work
+/// needs; the trail bucket only under `<TrailPrefix>/AWSLogs/` (the core's `logs_root`),
+/// listed by IngestRun and read by IngestObjects; KMS only with TrailKmsKeyArn, only for
+/// IngestObjects and only through S3 in the stack's region; no CloudTrail, no wildcard action,
+/// and no `*` resource but the log-delivery actions of the state machine role, which have no
+/// resource-level permissions (the tracker's role has the same).
+#[test]
+fn ingest_roles_are_least_privilege() {
+    use iamtrail_core::trail::{logs_root, manifest_key, result_key, retry_key, summary_key};
+    let template = load_template();
+    const ROLES: [&str; 4] = [
+        "IngestRunRole",
+        "IngestObjectsRole",
+        "IngestStateMachineRole",
+        "IngestSweepScheduleRole",
+    ];
+    let log_delivery: BTreeSet<String> =
+        role_grants(&Resolver::new(&template, &[]), "TrackerStateMachineRole")
+            .into_iter()
+            .filter(|(_, r, _)| r == "*")
+            .map(|(a, _, _)| a)
+            .collect();
+    assert!(
+        log_delivery.iter().all(|a| a.starts_with("logs:")),
+        "{log_delivery:?}"
+    );
+    for prefix in ["", "org/trails"] {
+        for key in ["", TRAIL_KEY] {
+            for continuous in ["true", "false"] {
+                let resolver = ingest_resolver(
+                    &template,
+                    &[
+                        ("TrailPrefix", prefix),
+                        ("TrailKmsKeyArn", key),
+                        ("IngestContinuous", continuous),
+                    ],
+                );
+                let case = format!("prefix {prefix:?}, key {key:?}, continuous {continuous}");
+                let root = logs_root(prefix);
+                let trail = format!("arn:aws:s3:::{TRAIL_BUCKET}");
+                let listing = format!(r#"{{"StringLike":{{"s3:prefix":"{root}*"}}}}"#);
+                let via_s3 = r#"{"StringEquals":{"kms:ViaService":"s3.us-east-1.amazonaws.com"}}"#;
+
+                let run = role_grants(&resolver, "IngestRunRole");
+                assert_eq!(
+                    run,
+                    BTreeSet::from([
+                        grant("s3:ListBucket", &trail, &listing),
+                        grant("s3:GetObject", "!Sub ${AnalyticsBucket.Arn}/ingest/*", ""),
+                        grant("s3:PutObject", "!Sub ${AnalyticsBucket.Arn}/ingest/*", ""),
+                        grant("s3:ListBucket", "!GetAtt AnalyticsBucket.Arn", ""),
+                        grant("dynamodb:GetItem", "!GetAtt ControlTable.Arn", ""),
+                        grant("logs:CreateLogStream", "!GetAtt IngestRunLogGroup.Arn", ""),
+                        grant("logs:PutLogEvents", "!GetAtt IngestRunLogGroup.Arn", ""),
+                    ]),
+                    "IngestRunRole, {case}"
+                );
+
+                let objects = role_grants(&resolver, "IngestObjectsRole");
+                let mut expected = BTreeSet::from([
+                    grant("s3:GetObject", &format!("{trail}/{root}*"), ""),
+                    grant("dynamodb:BatchWriteItem", "!GetAtt EventsTable.Arn", ""),
+                    grant("dynamodb:PutItem", "!GetAtt EventsTable.Arn", ""),
+                    grant(
+                        "dynamodb:Query",
+                        "!Sub ${EventsTable.Arn}/index/event_name-event_time-index",
+                        "",
+                    ),
+                    grant("dynamodb:GetItem", "!GetAtt ControlTable.Arn", ""),
+                    grant("dynamodb:PutItem", "!GetAtt ControlTable.Arn", ""),
+                    grant("dynamodb:UpdateItem", "!GetAtt ControlTable.Arn", ""),
+                    grant("dynamodb:PutItem", "!GetAtt AlertsTable.Arn", ""),
+                    grant(
+                        "s3:PutObject",
+                        "!Sub ${AnalyticsBucket.Arn}/ingest/*/results/*",
+                        "",
+                    ),
+                    grant(
+                        "s3:PutObject",
+                        "!Sub ${AnalyticsBucket.Arn}/raw-events/*",
+                        "",
+                    ),
+                    grant(
+                        "logs:CreateLogStream",
+                        "!GetAtt IngestObjectsLogGroup.Arn",
+                        "",
+                    ),
+                    grant("logs:PutLogEvents", "!GetAtt IngestObjectsLogGroup.Arn", ""),
+                ]);
+                if !key.is_empty() {
+                    expected.insert(grant("kms:Decrypt", key, via_s3));
+                }
+                if continuous == "true" {
+                    for action in [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueAttributes",
+                    ] {
+                        expected.insert(grant(action, "!GetAtt IngestQueue.Arn", ""));
+                    }
+                }
+                assert_eq!(objects, expected, "IngestObjectsRole, {case}");
+
+                let machine = role_grants(&resolver, "IngestStateMachineRole");
+                let name = "iamtrail-s3-ingest";
+                let mut expected = BTreeSet::from([
+                    grant("lambda:InvokeFunction", "!GetAtt IngestRunFunction.Arn", ""),
+                    grant(
+                        "lambda:InvokeFunction",
+                        "!Sub ${IngestRunFunction.Arn}:*",
+                        "",
+                    ),
+                    grant(
+                        "lambda:InvokeFunction",
+                        "!GetAtt IngestObjectsFunction.Arn",
+                        "",
+                    ),
+                    grant(
+                        "lambda:InvokeFunction",
+                        "!Sub ${IngestObjectsFunction.Arn}:*",
+                        "",
+                    ),
+                    grant(
+                        "states:StartExecution",
+                        &format!("arn:aws:states:us-east-1:123456789012:stateMachine:{name}"),
+                        "",
+                    ),
+                    grant(
+                        "states:DescribeExecution",
+                        &format!("arn:aws:states:us-east-1:123456789012:execution:{name}/*"),
+                        "",
+                    ),
+                    grant(
+                        "states:StopExecution",
+                        &format!("arn:aws:states:us-east-1:123456789012:execution:{name}/*"),
+                        "",
+                    ),
+                    grant(
+                        "s3:GetObject",
+                        "!Sub ${AnalyticsBucket.Arn}/ingest/*/manifest.json",
+                        "",
+                    ),
+                ]);
+                for action in [
+                    "s3:PutObject",
+                    "s3:GetObject",
+                    "s3:ListMultipartUploadParts",
+                    "s3:AbortMultipartUpload",
+                ] {
+                    expected.insert(grant(
+                        action,
+                        "!Sub ${AnalyticsBucket.Arn}/ingest/map-results/*",
+                        "",
+                    ));
+                }
+                for action in &log_delivery {
+                    expected.insert(grant(action, "*", ""));
+                }
+                assert_eq!(machine, expected, "IngestStateMachineRole, {case}");
+
+                if continuous == "true" {
+                    assert_eq!(
+                        role_grants(&resolver, "IngestSweepScheduleRole"),
+                        BTreeSet::from([grant(
+                            "states:StartExecution",
+                            "!Ref IngestStateMachine",
+                            ""
+                        )]),
+                        "{case}"
+                    );
+                }
+
+                for role in ROLES {
+                    if !resolver.exists(&template["Resources"][role]) {
+                        continue;
+                    }
+                    for (action, resource, condition) in role_grants(&resolver, role) {
+                        let what = format!("{role} {action} {resource} ({case})");
+                        assert!(!action.starts_with("cloudtrail:"), "{what}");
+                        assert!(
+                            !action.starts_with("kms:") || role == "IngestObjectsRole",
+                            "{what}"
+                        );
+                        assert!(
+                            !action.contains('*') || action == "kms:GenerateDataKey*",
+                            "{what}"
+                        );
+                        if resource == "*" {
+                            assert!(
+                                role == "IngestStateMachineRole" && log_delivery.contains(&action),
+                                "{what}: every resource"
+                            );
+                        }
+                        // The trail bucket: its log objects under the logs root, nothing else.
+                        if resource.contains(TRAIL_BUCKET) {
+                            let object = format!("{trail}/{root}*");
+                            assert!(
+                                (action == "s3:ListBucket"
+                                    && resource == trail
+                                    && condition == listing)
+                                    || (action == "s3:GetObject"
+                                        && resource == object
+                                        && condition.is_empty()),
+                                "{what} {condition}"
+                            );
+                        }
+                    }
+                }
+                // The trail lists only the logs root; the object keys the steps read are under it.
+                let sample = format!("{root}o-aa11bb22cc/111122223333/CloudTrail/eu-west-1/2026/11/30/111122223333_CloudTrail_eu-west-1_20261130T1005Z_abc.json.gz");
+                assert!(iam_glob(
+                    &format!("{trail}/{root}*"),
+                    &format!("{trail}/{sample}")
+                ));
+                assert!(!iam_glob(
+                    &format!("{trail}/{root}*"),
+                    &format!("{trail}/other/AWSLogs/x.json.gz")
+                ));
+            }
+        }
+    }
+
+    // The run files the steps read and write are where the roles allow it (the core's keys).
+    let run = "sweep-2026-11-30T10-00";
+    for (pattern, key) in [
+        ("ingest/*", manifest_key(run)),
+        ("ingest/*", result_key(run, 3)),
+        ("ingest/*", retry_key(run)),
+        ("ingest/*", summary_key(run)),
+        ("ingest/*/results/*", result_key(run, 3)),
+        ("ingest/*/manifest.json", manifest_key(run)),
+    ] {
+        assert!(iam_glob(pattern, &key), "{key} is not under {pattern}");
+    }
+    assert!(!iam_glob("ingest/*/results/*", &manifest_key(run)));
+
+    // IngestObjects stores and reads history as Collect does, on the same tables and index.
+    let plain = Resolver::new(&template, &[]);
+    let table_grants =
+        |grants: BTreeSet<(String, String, String)>, table: &str| -> BTreeSet<(String, String)> {
+            grants
+                .into_iter()
+                .filter(|(a, r, _)| a.starts_with("dynamodb:") && r.contains(table))
+                .map(|(a, r, _)| (a, r))
+                .collect()
+        };
+    let collect = role_grants(&plain, "CollectRole");
+    let objects = role_grants(&ingest_resolver(&template, &[]), "IngestObjectsRole");
+    for table in ["EventsTable", "AlertsTable"] {
+        assert_eq!(
+            table_grants(objects.clone(), table),
+            table_grants(collect.clone(), table),
+            "{table}: IngestObjects writes as Collect does"
+        );
+    }
+    assert!(table_grants(objects, "ControlTable").is_subset(&table_grants(collect, "ControlTable")));
+}
+
+/// The s3-ingest state machine: every `${...}` of statemachine/s3-ingest.asl.json is one of its
+/// DefinitionSubstitutions and every substitution is used; the Distributed Map's children are
+/// EXPRESS (an IngestObjects batch fits their 5 minutes), no batch may fail unnoticed, the
+/// manifest and the Map's results are where the role allows them; STANDARD, logged like the
+/// tracker, named as the role's ARNs expect.
+#[test]
+fn ingest_state_machine_substitutions_cover_the_asl() {
+    let template = load_template();
+    let machine = &template["Resources"]["IngestStateMachine"];
+    assert_eq!(s(&machine["Type"]), "AWS::Serverless::StateMachine");
+    let p = &machine["Properties"];
+    assert_eq!(s(&p["Type"]), "STANDARD");
+    assert_eq!(s(&p["DefinitionUri"]), "statemachine/s3-ingest.asl.json");
+    assert_eq!(show(&p["Name"]), "!Sub ${AWS::StackName}-s3-ingest");
+    assert_eq!(show(&p["Role"]), "!GetAtt IngestStateMachineRole.Arn");
+    let tracker = &template["Resources"]["TrackerStateMachine"]["Properties"];
+    assert_eq!(
+        show(&p["Logging"]["Level"]),
+        show(&tracker["Logging"]["Level"]),
+        "logged like the tracker"
+    );
+    assert_eq!(
+        show(&p["Logging"]["IncludeExecutionData"]),
+        show(&tracker["Logging"]["IncludeExecutionData"])
+    );
+    assert_eq!(
+        show(&p["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]),
+        "!GetAtt IngestStateMachineLogGroup.Arn"
+    );
+    assert_eq!(
+        show(&template["Resources"]["IngestStateMachineLogGroup"]["Properties"]["LogGroupName"]),
+        "!Sub /aws/vendedlogs/states/${AWS::StackName}-s3-ingest"
+    );
+
+    let text =
+        std::fs::read_to_string(repo_root().join("statemachine/s3-ingest.asl.json")).unwrap();
+    let used: BTreeSet<String> = regex::Regex::new(r"\$\{([A-Za-z0-9_]+)\}")
+        .unwrap()
+        .captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect();
+    let substitutions = p["DefinitionSubstitutions"].as_mapping().unwrap();
+    let given: BTreeSet<String> = substitutions.keys().map(s).collect();
+    assert_eq!(
+        used, given,
+        "the ASL's ${{...}} and the DefinitionSubstitutions"
+    );
+    let sub = |k: &str| show(&p["DefinitionSubstitutions"][k]);
+    assert_eq!(sub("IngestChildExecutionType"), "EXPRESS");
+    assert_eq!(sub("IngestRunFunctionArn"), "!GetAtt IngestRunFunction.Arn");
+    assert_eq!(
+        sub("IngestObjectsFunctionArn"),
+        "!GetAtt IngestObjectsFunction.Arn"
+    );
+    assert_eq!(sub("IngestMaxConcurrency"), "!Ref IngestMaxConcurrency");
+    assert_eq!(sub("IngestToleratedFailurePercentage"), "0");
+    assert_eq!(sub("AnalyticsBucketName"), "!Ref AnalyticsBucket");
+    let timeout: u64 = sub("IngestTimeoutSeconds").parse().unwrap();
+    assert!((3600..=86400).contains(&timeout), "{timeout}");
+    let concurrency = &template["Parameters"]["IngestMaxConcurrency"];
+    assert_eq!(
+        (
+            show(&concurrency["Default"]),
+            show(&concurrency["MinValue"]),
+            show(&concurrency["MaxValue"])
+        ),
+        ("40".into(), "1".into(), "1000".into())
+    );
+    let description = s(&concurrency["Description"]);
+    assert!(description.contains("DynamoDB") && description.contains("Lambda concurrency"));
+
+    // Rendered as SAM renders it (defaults, sample ARNs): JSON, the Map as described.
+    let mut rendered = text.clone();
+    for (k, v) in substitutions {
+        let value = match s(k).as_str() {
+            "IngestRunFunctionArn" => {
+                "arn:aws:lambda:us-east-1:123456789012:function:iamtrail-ingest-run".into()
+            }
+            "IngestObjectsFunctionArn" => {
+                "arn:aws:lambda:us-east-1:123456789012:function:iamtrail-ingest-objects".into()
+            }
+            "IngestMaxConcurrency" => show(&concurrency["Default"]),
+            "AnalyticsBucketName" => "iamtrail-analytics-123456789012".into(),
+            _ => show(v),
+        };
+        rendered = rendered.replace(&format!("${{{}}}", s(k)), &value);
+    }
+    let asl: serde_json::Value = serde_json::from_str(&rendered).expect("the rendered ASL is JSON");
+    let map = &asl["States"]["Ingest"];
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["ExecutionType"],
+        "EXPRESS"
+    );
+    assert_eq!(map["ToleratedFailurePercentage"], 0);
+    assert_eq!(map["MaxConcurrency"], 40);
+    assert_eq!(asl["TimeoutSeconds"], timeout);
+    assert_eq!(
+        map["ResultWriter"]["Parameters"]["Bucket"],
+        "iamtrail-analytics-123456789012"
+    );
+    let results = map["ResultWriter"]["Parameters"]["Prefix"]
+        .as_str()
+        .unwrap();
+    let machine_grants = role_grants(&ingest_resolver(&template, &[]), "IngestStateMachineRole");
+    assert!(
+        machine_grants.contains(&grant(
+            "s3:PutObject",
+            &format!("!Sub ${{AnalyticsBucket.Arn}}/{results}/*"),
+            ""
+        )),
+        "the ResultWriter's prefix {results} is writable"
+    );
+    assert_eq!(
+        map["ItemReader"]["Resource"],
+        "arn:aws:states:::s3:getObject"
+    );
+    // An EXPRESS child runs at most 5 minutes: one IngestObjects call must fit.
+    let objects = &template["Resources"]["IngestObjectsFunction"]["Properties"];
+    let function_timeout: u64 = show(&objects["Timeout"]).parse().unwrap();
+    assert!(function_timeout <= 300, "{function_timeout}");
+}
+
+/// The continuous mode: the rule on the default bus selects the trail bucket's Object Created
+/// events under the logs root (the core's `logs_root`) and nothing else, and queues them; only
+/// that rule may send to the queue; the queue redrives to its dead-letter queue after 5
+/// receives and hides a message longer than six IngestObjects timeouts plus the batching
+/// window; Lambda reads it 10 at a time with batch item failures; the sweep starts the state
+/// machine with `{"sweep": true}`, a request IngestRun accepts.
+#[test]
+fn ingest_rule_queue_and_event_source_mapping() {
+    use iamtrail_core::trail::{logs_root, LogObjectKey};
+    let template = load_template();
+    let r = &template["Resources"];
+
+    // EventBridge's prefix matching, for the rule's pattern as the template gives it.
+    fn matches(pattern: &serde_json::Value, event: &serde_json::Value) -> bool {
+        pattern.as_object().unwrap().iter().all(|(k, want)| {
+            let Some(v) = event.get(k) else { return false };
+            match want {
+                serde_json::Value::Object(_) => matches(want, v),
+                serde_json::Value::Array(allowed) => allowed.iter().any(|a| match a {
+                    serde_json::Value::Object(o) => match (o.get("prefix"), v.as_str()) {
+                        (Some(p), Some(text)) => text.starts_with(p.as_str().unwrap()),
+                        _ => panic!("a filter this test does not know: {a}"),
+                    },
+                    plain => plain == v,
+                }),
+                _ => false,
+            }
+        })
+    }
+    let object_created = |bucket: &str, key: &str| {
+        serde_json::json!({
+            "version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103",
+            "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
+            "time": "2026-11-30T10:06:00Z", "region": "us-east-1",
+            "resources": [format!("arn:aws:s3:::{bucket}")],
+            "detail": {"version": "0", "bucket": {"name": bucket},
+                "object": {"key": key, "size": 1234, "etag": "b1946ac92492d2347c6235b4d2611184"},
+                "request-id": "N4N7GDK58NMKJ12R", "requester": "cloudtrail.amazonaws.com",
+                "reason": "PutObject"}
+        })
+    };
+    for prefix in ["", "org/trails"] {
+        let resolver = ingest_resolver(&template, &[("TrailPrefix", prefix)]);
+        let rule = &r["IngestRule"];
+        let p = &rule["Properties"];
+        assert_eq!(s(&p["EventBusName"]), "default");
+        assert_eq!(s(&p["State"]), "ENABLED");
+        let pattern = json(&expand(&resolver, &resolver.value(&p["EventPattern"])));
+        let root = logs_root(prefix);
+        assert_eq!(
+            pattern,
+            serde_json::json!({
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {"bucket": {"name": [TRAIL_BUCKET]}, "object": {"key": [{"prefix": root}]}}
+            }),
+            "{prefix:?}"
+        );
+        assert_eventbridge_accepts(&pattern, prefix);
+        let log = format!("{root}o-aa11bb22cc/111122223333/CloudTrail/eu-west-1/2026/11/30/111122223333_CloudTrail_eu-west-1_20261130T1005Z_Ab12Cd34Ef56Gh78.json.gz");
+        assert!(LogObjectKey::parse(&log).is_some(), "{log}");
+        let event = object_created(TRAIL_BUCKET, &log);
+        assert!(matches(&pattern, &event), "{log}");
+        let body = event.to_string();
+        let named = iamtrail_aws::steps::ingest::notifications::objects_of(&body).unwrap();
+        assert_eq!(named.len(), 1);
+        assert_eq!(
+            (named[0].0.as_str(), named[0].1.key.as_str()),
+            (TRAIL_BUCKET, log.as_str())
+        );
+        assert!(!matches(&pattern, &object_created("other-bucket", &log)));
+        assert!(!matches(
+            &pattern,
+            &object_created(TRAIL_BUCKET, "elsewhere/AWSLogs/x.json.gz")
+        ));
+        let mut deleted = object_created(TRAIL_BUCKET, &log);
+        deleted["detail-type"] = "Object Deleted".into();
+        assert!(!matches(&pattern, &deleted));
+        let target = &p["Targets"][0];
+        assert_eq!(show(&target["Arn"]), "!GetAtt IngestQueue.Arn");
+        assert!(
+            target["RoleArn"].is_null(),
+            "SQS takes the rule's events by its queue policy"
+        );
+    }
+
+    // Only the rule sends to the queue, over TLS.
+    let policies: Vec<&Value> = r
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|q| {
+            s(&q["Type"]) == "AWS::SQS::QueuePolicy"
+                && q["Properties"]["Queues"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|x| show(x) == "!Ref IngestQueue")
+        })
+        .collect();
+    assert_eq!(policies.len(), 1, "one policy on the ingest queue");
+    let statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let allows: Vec<&Value> = statements
+        .iter()
+        .filter(|st| s(&st["Effect"]) == "Allow")
+        .collect();
+    assert_eq!(allows.len(), 1);
+    assert_eq!(
+        s(&allows[0]["Principal"]["Service"]),
+        "events.amazonaws.com"
+    );
+    assert_eq!(s(&allows[0]["Action"]), "sqs:SendMessage");
+    assert_eq!(show(&allows[0]["Resource"]), "!GetAtt IngestQueue.Arn");
+    assert_eq!(
+        show(&allows[0]["Condition"]["ArnEquals"]["aws:SourceArn"]),
+        "!GetAtt IngestRule.Arn"
+    );
+    assert!(statements.iter().any(|st| s(&st["Effect"]) == "Deny"
+        && s(&st["Condition"]["Bool"]["aws:SecureTransport"]) == "false"));
+
+    // The queue and the event source mapping.
+    let queue = &r["IngestQueue"]["Properties"];
+    assert_eq!(untag(&queue["SqsManagedSseEnabled"]).as_bool(), Some(true));
+    assert_eq!(
+        show(&queue["RedrivePolicy"]["deadLetterTargetArn"]),
+        "!GetAtt IngestDeadLetterQueue.Arn"
+    );
+    assert_eq!(show(&queue["RedrivePolicy"]["maxReceiveCount"]), "5");
+    let mapping = &r["IngestEventSourceMapping"];
+    assert_eq!(s(&mapping["Type"]), "AWS::Lambda::EventSourceMapping");
+    let m = &mapping["Properties"];
+    assert_eq!(show(&m["EventSourceArn"]), "!GetAtt IngestQueue.Arn");
+    assert_eq!(show(&m["FunctionName"]), "!Ref IngestObjectsFunction");
+    assert_eq!(show(&m["BatchSize"]), "10");
+    assert_eq!(show(&m["MaximumBatchingWindowInSeconds"]), "60");
+    assert_eq!(
+        m["FunctionResponseTypes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(s)
+            .collect::<Vec<_>>(),
+        ["ReportBatchItemFailures"]
+    );
+    assert_eq!(show(&m["ScalingConfig"]["MaximumConcurrency"]), "10");
+    let timeout: u64 = show(&r["IngestObjectsFunction"]["Properties"]["Timeout"])
+        .parse()
+        .unwrap();
+    let window: u64 = show(&m["MaximumBatchingWindowInSeconds"]).parse().unwrap();
+    let visibility: u64 = show(&queue["VisibilityTimeout"]).parse().unwrap();
+    assert!(visibility >= 6 * timeout + window, "{visibility} s");
+
+    // The sweep.
+    let sweep = &r["IngestSweepRunSchedule"]["Properties"];
+    assert_eq!(
+        show(&sweep["ScheduleExpression"]),
+        "!Ref IngestSweepSchedule"
+    );
+    assert_eq!(show(&sweep["Target"]["Arn"]), "!Ref IngestStateMachine");
+    assert_eq!(
+        show(&sweep["Target"]["RoleArn"]),
+        "!GetAtt IngestSweepScheduleRole.Arn"
+    );
+    let input: serde_json::Value = serde_json::from_str(&s(&sweep["Target"]["Input"])).unwrap();
+    assert_eq!(input, serde_json::json!({"sweep": true}));
+    let request: iamtrail_aws::steps::ingest::plan::IngestRequest =
+        serde_json::from_value(input).expect("IngestRun accepts the sweep's input");
+    assert!(request.sweep);
+    let schedule = regex::Regex::new(&s(
+        &template["Parameters"]["IngestSweepSchedule"]["AllowedPattern"]
+    ))
+    .unwrap();
+    assert!(schedule.is_match(&s(&template["Parameters"]["IngestSweepSchedule"]["Default"])));
+
+    // What the parameters tell the user to do.
+    let continuous = s(&template["Parameters"]["IngestContinuous"]["Description"]);
+    for needed in [
+        "put-bucket-notification-configuration",
+        "EventBridgeConfiguration",
+        "get-bucket-notification-configuration",
+    ] {
+        assert!(
+            continuous.contains(needed),
+            "IngestContinuous says {needed}"
+        );
+    }
+    let bucket = s(&template["Parameters"]["TrailBucket"]["Description"]);
+    assert!(bucket.contains("account and region"), "{bucket}");
+}
+
+/// The functions read the trail from their environment (TRAIL_BUCKET, TRAIL_PREFIX) as the
+/// steps' settings take it; the parameters' patterns accept a bucket, a prefix and a key and
+/// refuse what would widen the roles' grants; the outputs the CLI reads are there with a trail
+/// bucket, under the keys it reads.
+#[test]
+fn ingest_functions_settings_and_outputs() {
+    use iamtrail::stack::keys;
+    use iamtrail_e2e::template_env::Template;
+    let template = load_template();
+    let mut stack = Template::load(
+        &repo_root().join("template.yaml"),
+        "iamtrail",
+        "us-east-1",
+        "123456789012",
+    );
+    stack
+        .parameters
+        .insert("TrailBucket".into(), TRAIL_BUCKET.into());
+    stack
+        .parameters
+        .insert("TrailPrefix".into(), "org/trails".into());
+    for (binary, function, timeout) in [
+        ("ingest-run", "IngestRunFunction", "900"),
+        ("ingest-objects", "IngestObjectsFunction", "300"),
+    ] {
+        assert_eq!(stack.function_by_binary(binary), function);
+        let env = stack.function_environment(function);
+        let settings = iamtrail_core::Settings::from_lookup(|k| env.get(k).cloned())
+            .unwrap_or_else(|e| panic!("{function}: {e}"));
+        assert_eq!(
+            settings.trail_bucket.as_deref(),
+            Some(TRAIL_BUCKET),
+            "{function}"
+        );
+        assert_eq!(
+            settings.trail_prefix.as_deref(),
+            Some("org/trails"),
+            "{function}"
+        );
+        assert_eq!(
+            settings.analytics_bucket.as_deref(),
+            Some("iamtrail-analytics-123456789012"),
+            "{function}"
+        );
+        let name = stack.function_property(function, "FunctionName").unwrap();
+        assert_eq!(name, format!("iamtrail-{binary}"));
+        assert_eq!(
+            iamtrail_aws::Step::from_function_name(&name),
+            Some(if binary == "ingest-run" {
+                iamtrail_aws::Step::IngestRun
+            } else {
+                iamtrail_aws::Step::IngestObjects
+            })
+        );
+        assert_eq!(
+            stack.function_property(function, "Timeout").as_deref(),
+            Some(timeout)
+        );
+        let p = &template["Resources"][function]["Properties"];
+        assert_eq!(show(&p["CodeUri"]), ".");
+        assert_eq!(show(&p["LoggingConfig"]["LogFormat"]), "JSON");
+        assert_eq!(
+            show(&p["Role"]),
+            format!("!GetAtt {}Role.Arn", function.trim_end_matches("Function"))
+        );
+    }
+
+    let pattern = |name: &str| {
+        regex::Regex::new(&s(&template["Parameters"][name]["AllowedPattern"])).unwrap()
+    };
+    for (name, good, bad) in [
+        (
+            "TrailBucket",
+            vec!["", "trail-bucket", "org.trail-logs.1"],
+            vec!["Trail_Bucket", "ab", "b*", "arn:aws:s3:::b"],
+        ),
+        (
+            "TrailPrefix",
+            vec!["", "cloudtrail", "org/trails", "a.b/c=d"],
+            vec!["/logs", "logs/", "a//b", "a*", "${aws:username}", "a b"],
+        ),
+        (
+            "TrailKmsKeyArn",
+            vec!["", TRAIL_KEY],
+            vec![
+                "*",
+                "arn:aws:kms:us-east-1:111122223333:key/*",
+                "arn:aws:kms:us-east-1:111122223333:alias/trail",
+            ],
+        ),
+    ] {
+        let p = pattern(name);
+        for v in good {
+            assert!(p.is_match(v), "{name} refuses {v:?}");
+        }
+        for v in bad {
+            assert!(!p.is_match(v), "{name} accepts {v:?}");
+        }
+    }
+
+    let on = ingest_resolver(&template, &[]);
+    let off = Resolver::new(&template, &[]);
+    for (key, value) in [
+        (keys::INGEST_STATE_MACHINE, "!Ref IngestStateMachine"),
+        (keys::TRAIL_BUCKET, "!Ref TrailBucket"),
+        ("IngestRunFunctionName", "!Ref IngestRunFunction"),
+        ("IngestObjectsFunctionName", "!Ref IngestObjectsFunction"),
+        ("IngestDeadLetterQueueUrl", "!Ref IngestDeadLetterQueue"),
+    ] {
+        let output = &template["Outputs"][key];
+        assert_eq!(show(&output["Value"]), value, "{key}");
+        assert!(on.exists(output) && !off.exists(output), "{key}");
+    }
+    assert_eq!(
+        on.text(&template["Outputs"][keys::TRAIL_BUCKET]["Value"]),
+        TRAIL_BUCKET
+    );
+}
+
+/// With a trail bucket every alarm is still one the tests ask for: the ingestion's executions,
+/// IngestObjects' errors and (continuous mode) its dead-letter queue, on the operations topic,
+/// pointing to a section of docs/ingest.md that exists; without one they are gone.
+#[test]
+fn ingest_alarms_exist_only_with_the_ingestion() {
+    let template = load_template();
+    let ids = |alarms: &[Alarm]| -> BTreeSet<String> {
+        alarms.iter().map(|a| a.logical_id.clone()).collect()
+    };
+    let off = required_alarms_found(&template, &Resolver::new(&template, &[]));
+    let batch = required_alarms_found(
+        &template,
+        &ingest_resolver(&template, &[("IngestContinuous", "false")]),
+    );
+    let continuous = required_alarms_found(&template, &ingest_resolver(&template, &[]));
+    let added = |with: &[Alarm]| -> BTreeSet<String> {
+        ids(with).difference(&ids(&off)).cloned().collect()
+    };
+    assert_eq!(
+        added(&batch),
+        BTreeSet::from(
+            ["IngestExecutionsFailedAlarm", "IngestObjectsErrorsAlarm"].map(String::from)
+        )
+    );
+    assert_eq!(
+        added(&continuous),
+        BTreeSet::from(
+            [
+                "IngestExecutionsFailedAlarm",
+                "IngestObjectsErrorsAlarm",
+                "IngestDeadLetterAlarm"
+            ]
+            .map(String::from)
+        )
+    );
+    let ingest_doc = std::fs::read_to_string(repo_root().join("docs/ingest.md")).unwrap();
+    let anchors: BTreeSet<String> = ingest_doc
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    for a in continuous
+        .iter()
+        .filter(|a| a.logical_id.starts_with("Ingest"))
+    {
+        assert_eq!(a.actions, [TOPIC], "{}", a.logical_id);
+        assert!(
+            a.name.starts_with("!Sub ${AWS::StackName}-ingest-"),
+            "{}",
+            a.name
+        );
+        assert!(a.description.len() >= 120, "{}", a.logical_id);
+        let anchor: String = a
+            .description
+            .split("docs/ingest.md#")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{}: no docs/ingest.md# link", a.logical_id))
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '-')
+            .collect();
+        assert!(
+            anchors.contains(&anchor),
+            "{}: docs/ingest.md has no #{anchor}",
+            a.logical_id
+        );
+    }
+    let dead = continuous
+        .iter()
+        .find(|a| a.logical_id == "IngestDeadLetterAlarm")
+        .unwrap();
+    assert_eq!(
+        dead.ok_actions,
+        [TOPIC],
+        "it says when the queue is empty again"
+    );
+}
+
+/// scripts/package.sh builds and zips exactly the template's functions (their binaries), the
+/// S3 ingestion's included.
+#[test]
+fn package_sh_builds_every_template_function() {
+    let script = std::fs::read_to_string(repo_root().join("scripts/package.sh")).unwrap();
+    let line = script
+        .lines()
+        .find(|l| l.starts_with("LAMBDA_FUNCTIONS=("))
+        .expect("LAMBDA_FUNCTIONS in scripts/package.sh");
+    let packaged: BTreeSet<String> = line
+        .trim_start_matches("LAMBDA_FUNCTIONS=(")
+        .trim_end_matches(')')
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let template = load_template();
+    let built: BTreeSet<String> = template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| s(&r["Type"]) == "AWS::Serverless::Function")
+        .map(|r| s(&r["Metadata"]["BuildProperties"]["Binary"]))
+        .collect();
+    assert_eq!(packaged, built);
+    assert!(built.contains("ingest-run") && built.contains("ingest-objects"));
 }
