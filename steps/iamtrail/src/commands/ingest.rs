@@ -274,54 +274,6 @@ fn without_nulls(mut value: Value) -> Value {
     value
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(start: &str, end: &str) -> IngestArgs {
-        IngestArgs {
-            start: Some(start.into()),
-            end: Some(end.into()),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn requests_are_checked_before_anything_starts() {
-        let ok = ingest_request(&args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")).unwrap();
-        assert_eq!(ok.start.unwrap().to_rfc3339(), "2024-01-01T00:00:00+00:00");
-        let err = |a: IngestArgs| ingest_request(&a).unwrap_err().to_string();
-        assert!(err(args("yesterday", "2024-02-01T00:00:00Z"))
-            .contains("--start \"yesterday\" is not an RFC 3339 time"));
-        assert!(err(args("2024-02-01T00:00:00Z", "2024-01-01T00:00:00Z"))
-            .contains("--start must be before --end"));
-        assert!(err(IngestArgs::default()).contains("give --start and --end"));
-        assert!(err(IngestArgs {
-            accounts: vec!["12345".into()],
-            ..args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")
-        })
-        .contains("not a 12-digit account id"));
-        assert!(err(IngestArgs {
-            regions: vec!["mars-1".into()],
-            ..args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")
-        })
-        .contains("not a region name"));
-        assert!(err(IngestArgs {
-            retry: Some("run".into()),
-            ..args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")
-        })
-        .contains("--retry takes the previous run's range"));
-        let retry = ingest_request(&IngestArgs {
-            retry: Some("run".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(retry.retry_of.as_deref(), Some("run"));
-        let input = without_nulls(serde_json::to_value(&retry).unwrap());
-        assert_eq!(input, serde_json::json!({"retry_of": "run"}));
-    }
-}
-
 /// `iamtrail ingest` on a deployed stack: the stack's S3 ingestion state machine and buckets
 /// from its outputs, the request checked, the run started and followed, its summary printed.
 /// Fails when the run did not finish everything.
@@ -383,4 +335,52 @@ pub async fn run(
         run.status
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(start: &str, end: &str) -> IngestArgs {
+        IngestArgs {
+            start: Some(start.into()),
+            end: Some(end.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_starts() {
+        let ok = ingest_request(&args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")).unwrap();
+        assert_eq!(ok.start.unwrap().to_rfc3339(), "2024-01-01T00:00:00+00:00");
+        let err = |a: IngestArgs| ingest_request(&a).unwrap_err().to_string();
+        assert!(err(args("yesterday", "2024-02-01T00:00:00Z"))
+            .contains("--start \"yesterday\" is not an RFC 3339 time"));
+        assert!(err(args("2024-02-01T00:00:00Z", "2024-01-01T00:00:00Z"))
+            .contains("--start must be before --end"));
+        assert!(err(IngestArgs::default()).contains("give --start and --end"));
+        assert!(err(IngestArgs {
+            accounts: vec!["12345".into()],
+            ..args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")
+        })
+        .contains("not a 12-digit account id"));
+        assert!(err(IngestArgs {
+            regions: vec!["mars-1".into()],
+            ..args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")
+        })
+        .contains("not a region name"));
+        assert!(err(IngestArgs {
+            retry: Some("run".into()),
+            ..args("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z")
+        })
+        .contains("--retry takes the previous run's range"));
+        let retry = ingest_request(&IngestArgs {
+            retry: Some("run".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(retry.retry_of.as_deref(), Some("run"));
+        let input = without_nulls(serde_json::to_value(&retry).unwrap());
+        assert_eq!(input, serde_json::json!({"retry_of": "run"}));
+    }
 }
