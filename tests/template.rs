@@ -311,6 +311,11 @@ fn tables_are_retained_and_the_analytics_bucket_is_versioned() {
             .any(|r| !untag(&r["AbortIncompleteMultipartUpload"]).is_null()),
         "incomplete multipart uploads are aborted"
     );
+    assert!(
+        rules.iter().any(|r| s(&r["Prefix"]) == "ingest/"
+            && r["ExpirationInDays"].as_u64() == Some(30)),
+        "the S3 ingestion's run files expire"
+    );
 }
 
 /// Every Lambda environment variable the template sets from a parameter is one the steps read,
