@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the stack with `sam build` (template.yaml's six rust-cargolambda functions) into
+# Builds the stack with `sam build` (template.yaml's eight rust-cargolambda functions) into
 # .aws-sam/build, ready for `sam deploy`.
 #
 #   scripts/build.sh [--arch arm64|x86_64] [sam build arguments...]

@@ -55,7 +55,7 @@ done
 
 echo "Stack $STACK in $REGION ($STACK_STATUS)"
 echo
-echo "Deleted with the stack: the six Lambda functions, the state machine and its schedule,"
+echo "Deleted with the stack: the Lambda functions, the state machines and their schedules,"
 echo "the alerts topic and its subscriptions, the KMS key of the topic (scheduled for deletion"
 echo "after KMS's 30-day waiting period), the log groups, the IAM roles, the Glue database and"
 echo "table, the Athena workgroup with its saved queries and history,"

@@ -4,8 +4,10 @@
 #   scripts/logs.sh STEP [--stack NAME] [--region R] [--profile P] [--since T] [--follow]
 #                        [--filter PATTERN] [--dry-run]
 #
-#   STEP              list-targets, collect, aggregate, evaluate-alerts, export, realtime (the
-#                     Lambda functions), or state-machine (the tracker's execution history log)
+#   STEP              list-targets, collect, aggregate, evaluate-alerts, export, realtime,
+#                     ingest-run, ingest-objects (the Lambda functions; the last two only with
+#                     a trail bucket), state-machine (the tracker's execution history log) or
+#                     ingest-state-machine (the S3 ingestion's)
 #   --stack NAME      stack name (default $IAMTRAIL_STACK, else iamtrail)
 #   --region R        region (default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS config)
 #   --profile P       AWS profile for the credentials
@@ -47,7 +49,7 @@ script_option() {
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-STEPS="list-targets collect aggregate evaluate-alerts export realtime state-machine"
+STEPS="list-targets collect aggregate evaluate-alerts export realtime ingest-run ingest-objects state-machine ingest-state-machine"
 
 ops_parse "$@"
 [[ ${#OPS_ARGS[@]} -ge 1 ]] || die "which step? one of: ${STEPS// /, } (see --help)"
@@ -60,7 +62,10 @@ case "$step" in
     evaluate-alerts) logical_id=EvaluateAlertsFunction ;;
     export) logical_id=ExportFunction ;;
     realtime) logical_id=RealtimeFunction ;;
+    ingest-run) logical_id=IngestRunFunction ;;
+    ingest-objects) logical_id=IngestObjectsFunction ;;
     state-machine) logical_id=TrackerStateMachine ;;
+    ingest-state-machine) logical_id=IngestStateMachine ;;
     *) die "unknown step '$step': one of ${STEPS// /, }" ;;
 esac
 

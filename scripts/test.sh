@@ -7,7 +7,7 @@
 #   2. cargo fmt --check
 #   3. cargo clippy             every crate and target, warnings are errors
 #   4. scripts/validate.sh      cfn-lint and sam validate --lint on template.yaml, statelint + moto's parser on the ASL
-#   5. scripts/package.sh --arch x86_64   the six Lambda bootstraps and zips, release build in
+#   5. scripts/package.sh --arch x86_64   the eight Lambda bootstraps and zips, release build in
 #                               the build cache (15-30 min cold on 2 cores, seconds when
 #                               unchanged); the artifacts test runs them
 #   6. cargo test --workspace   unit tests, end-to-end tests running real state machine
