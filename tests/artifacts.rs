@@ -1185,3 +1185,101 @@ async fn the_harness_fails_on_an_error_post_and_on_a_crash() {
     );
     stack.stop().await;
 }
+
+/// The IngestObjects bootstrap on the largest batch the planner makes: 100 log objects of a
+/// synthetic organisation trail (`SyntheticTrail`: the dataset's records as new events, 500 per
+/// object, 50,000 in all), then the same batch again (every object already ingested). Prints
+/// the function's figures: the duration and peak memory behind docs/ingest.md ("A million
+/// events").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ingest_objects_bootstrap_ingests_a_full_batch() {
+    use iamtrail_aws::steps::ingest::objects::IngestObjectsOutput;
+    use iamtrail_core::synthetic_trail::{gzip, SyntheticTrail, OBJECT_MINUTES};
+    use iamtrail_core::trail::{IngestBatch, PlannedObject};
+    let artifacts = artifacts();
+    let stack = start(options("artifacts-ingest")).await;
+    let template = Template::load(
+        &repo_root().join("template.yaml"),
+        &stack.options.stack_name,
+        LOCAL_REGION,
+        LOCAL_ACCOUNT,
+    );
+    let mut base = Vec::new();
+    for path in iamtrail_core::record::log_file_paths(&dataset_dir()).unwrap() {
+        let bytes = std::fs::read(&path).unwrap();
+        base.extend(
+            iamtrail_core::record::delivery_records(&bytes)
+                .unwrap()
+                .iter()
+                .map(|r| r.get().to_string()),
+        );
+    }
+    let bucket = iamtrail::local::trail_bucket(&stack.options.stack_name);
+    let start_time = chrono::Utc::now() - chrono::Duration::days(2);
+    let mut objects = Vec::new();
+    for object in SyntheticTrail::new(&base, 4, 100, 500, start_time) {
+        let body = gzip(&object.body).unwrap();
+        objects.push(PlannedObject {
+            key: object.key.clone(),
+            size: body.len() as u64,
+        });
+        stack
+            .context
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&object.key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let batch = IngestBatch {
+        run_id: "artifacts".into(),
+        batch: 0,
+        bucket,
+        start: start_time - chrono::Duration::minutes(OBJECT_MINUTES),
+        end: chrono::Utc::now(),
+        objects,
+        force: false,
+    };
+    let a = artifacts
+        .iter()
+        .find(|a| a.name == "ingest-objects")
+        .unwrap();
+    let mut env = start_env(&template, a, &stack).await.unwrap();
+    for round in 0..2 {
+        let out: IngestObjectsOutput = serde_json::from_value(
+            env.invoke(serde_json::to_value(&batch).unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let c = &out.counts;
+        println!(
+            "ingest-objects round {round}: {} objects, {} ingested, {} already, {} records, {} stored, {} alerts queued, {} failed",
+            out.objects, c.ingested, c.already_ingested, c.records, c.stored, c.alerts_queued, out.failed.len()
+        );
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
+        if round == 0 {
+            assert_eq!((c.ingested, c.records), (100, 50_000));
+            assert!(
+                c.stored > 5_000,
+                "the dataset's share of identity events: {}",
+                c.stored
+            );
+        } else {
+            assert_eq!((c.ingested, c.already_ingested, c.stored), (0, 100, 0));
+        }
+    }
+    let figures = figures(env, a, &template);
+    measured(a.name, &figures);
+    println!(
+        "ingest-objects: {} ms for 100 objects (50,000 records), {} ms again, peak RSS {} MiB (MemorySize {} MB)",
+        ms(figures.durations[0]),
+        ms(figures.durations[1]),
+        mib(figures.peak_rss_kib * 1024),
+        figures.memory_mb
+    );
+    stack.stop().await;
+}
