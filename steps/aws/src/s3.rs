@@ -146,11 +146,15 @@ impl S3Store {
     }
 }
 
-const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
-
-impl ObjectStore for S3Store {
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
+impl S3Store {
+    /// Every page of a ListObjectsV2 of `prefix` (grouped by `delimiter` when given), each
+    /// handed to `page` in order.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut page: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output),
+    ) -> Result<(), StoreError> {
         let mut token: Option<String> = None;
         loop {
             let out = self
@@ -158,20 +162,34 @@ impl ObjectStore for S3Store {
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(prefix)
+                .set_delimiter(delimiter.map(String::from))
                 .set_continuation_token(token.take())
                 .send()
                 .await
                 .map_err(|e| error("s3:ListObjectsV2", e))?;
+            page(&out);
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
+
+impl ObjectStore for S3Store {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        self.list_pages(prefix, None, |out| {
             keys.extend(
                 out.contents()
                     .iter()
                     .filter_map(|o| o.key().map(String::from)),
-            );
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => return Ok(keys),
-            }
-        }
+            )
+        })
+        .await?;
+        Ok(keys)
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
@@ -276,28 +294,15 @@ impl ObjectReader for S3Store {
 impl TrailBucket for S3Store {
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut folders = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .delimiter("/")
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| error("s3:ListObjectsV2", e))?;
+        self.list_pages(prefix, Some("/"), |out| {
             folders.extend(
                 out.common_prefixes()
                     .iter()
                     .filter_map(|p| p.prefix().map(String::from)),
-            );
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => return Ok(folders),
-            }
-        }
+            )
+        })
+        .await?;
+        Ok(folders)
     }
 
     async fn objects(
@@ -305,28 +310,16 @@ impl TrailBucket for S3Store {
         prefix: &str,
     ) -> Result<Vec<iamtrail_core::trail::PlannedObject>, StoreError> {
         let mut objects = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| error("s3:ListObjectsV2", e))?;
+        self.list_pages(prefix, None, |out| {
             objects.extend(out.contents().iter().filter_map(|o| {
                 Some(iamtrail_core::trail::PlannedObject {
                     key: o.key()?.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                 })
-            }));
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => return Ok(objects),
-            }
-        }
+            }))
+        })
+        .await?;
+        Ok(objects)
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

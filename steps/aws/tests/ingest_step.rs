@@ -93,6 +93,22 @@ fn now() -> DateTime<Utc> {
 }
 
 impl World {
+    /// IngestObjects' adapters: this world's.
+    fn deps(
+        &self,
+    ) -> IngestDeps<'_, MemoryObjects, MemoryEvents, MemoryControl, MemoryAlerts, MemoryObjects>
+    {
+        IngestDeps {
+            settings: &self.settings,
+            trail: &self.trail,
+            events: &self.events,
+            control: &self.control,
+            alerts: &self.alerts,
+            objects: &self.analytics,
+            sigma: &self.sigma,
+        }
+    }
+
     async fn plan(&self, run_id: &str, request: IngestRequest) -> Result<PlanOutput, StepError> {
         let deps = PlanDeps {
             settings: &self.settings,
@@ -120,15 +136,7 @@ impl World {
             .bytes;
         let batches: Vec<IngestBatch> = serde_json::from_slice(&manifest).unwrap();
         assert_eq!(batches.len() as u64, plan.batches);
-        let deps = IngestDeps {
-            settings: &self.settings,
-            trail: &self.trail,
-            events: &self.events,
-            control: &self.control,
-            alerts: &self.alerts,
-            objects: &self.analytics,
-            sigma: &self.sigma,
-        };
+        let deps = self.deps();
         let mut results = Vec::new();
         for batch in batches {
             results.push(ingest_objects(batch, &deps, now(), None).await);
@@ -377,15 +385,7 @@ async fn a_batch_that_never_ran_is_left_to_do() {
     // Only the first batch ran (the Map stopped).
     let manifest: Vec<IngestBatch> =
         serde_json::from_slice(&w.analytics.get(&manifest_key("partial")).unwrap().bytes).unwrap();
-    let deps = IngestDeps {
-        settings: &w.settings,
-        trail: &w.trail,
-        events: &w.events,
-        control: &w.control,
-        alerts: &w.alerts,
-        objects: &w.analytics,
-        sigma: &w.sigma,
-    };
+    let deps = w.deps();
     ingest_objects(manifest[0].clone(), &deps, now(), None)
         .await
         .unwrap();
@@ -505,15 +505,7 @@ async fn notifications_ingest_new_objects_and_the_sweep_reads_what_they_missed()
     use iamtrail_aws::ports::IngestLedger;
     use iamtrail_aws::steps::ingest::notifications::{ingest_notifications, SqsEvent};
     let w = world().await;
-    let deps = IngestDeps {
-        settings: &w.settings,
-        trail: &w.trail,
-        events: &w.events,
-        control: &w.control,
-        alerts: &w.alerts,
-        objects: &w.analytics,
-        sigma: &w.sigma,
-    };
+    let deps = w.deps();
     let keys: Vec<String> = w
         .trail
         .keys()

@@ -10,28 +10,13 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
-use common::{iamtrail_async, Run};
-use iamtrail::demo::{bundled_dataset, dataset_emulator};
+use common::{dataset_stack, iamtrail_async, Run};
 use iamtrail::local::{
     analytics_bucket, find_repo_root, operations_topic_arn, LocalOptions, LocalStack,
 };
 use iamtrail_core::contract::RunSummary;
 use iamtrail_core::record::format_time;
 use serde_json::Value;
-
-async fn start_stack() -> LocalStack {
-    let repo = find_repo_root().expect("repository root");
-    let mut options = LocalOptions::new(&repo);
-    options.dataset = Some(bundled_dataset(&repo));
-    // The demo's shift (newest record 24 hours ago), without the 2 requests/s quota: the
-    // scenario runs three executions and the quota would only add waiting.
-    options.emulator = dataset_emulator(Some(24), None);
-    let mut stack = LocalStack::start(options)
-        .await
-        .unwrap_or_else(|e| panic!("local stack (needs moto: run scripts/setup-venv.sh): {e:#}"));
-    stack.deploy().await.expect("deploy the local stack");
-    stack
-}
 
 /// The newest run record's summary, read from the control table directly.
 async fn latest_summary(stack: &LocalStack) -> RunSummary {
@@ -75,7 +60,7 @@ async fn execution_count(stack: &LocalStack) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_drives_the_stack_it_finds_by_name() {
-    let stack = start_stack().await;
+    let stack = dataset_stack("iamtrail").await;
     let gw = stack.gateway.endpoint();
     let cli = |args: &'static [&'static str]| iamtrail_async(&gw, args);
 

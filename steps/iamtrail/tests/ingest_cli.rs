@@ -8,23 +8,9 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::iamtrail_async;
-use iamtrail::demo::{bundled_dataset, dataset_emulator};
-use iamtrail::local::{find_repo_root, LocalOptions, LocalStack};
+use common::{dataset_stack, iamtrail_async};
+use iamtrail::local::LocalStack;
 use iamtrail_core::record::format_time;
-
-async fn start_stack() -> LocalStack {
-    let repo = find_repo_root().expect("repository root");
-    let mut options = LocalOptions::new(&repo);
-    options.stack_name = "cli-ingest".into();
-    options.dataset = Some(bundled_dataset(&repo));
-    options.emulator = dataset_emulator(Some(24), None);
-    let mut stack = LocalStack::start(options)
-        .await
-        .unwrap_or_else(|e| panic!("local stack (needs moto: run scripts/setup-venv.sh): {e:#}"));
-    stack.deploy().await.expect("deploy the local stack");
-    stack
-}
 
 async fn ingest_executions(stack: &LocalStack) -> usize {
     stack
@@ -42,7 +28,7 @@ async fn ingest_executions(stack: &LocalStack) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn iamtrail_ingest_reads_the_trail_bucket_of_the_stack_it_finds() {
-    let stack = start_stack().await;
+    let stack = dataset_stack("cli-ingest").await;
     let gw = stack.gateway.endpoint();
     let start = format_time(Utc::now() - Duration::days(3));
     let end = format_time(Utc::now());

@@ -86,3 +86,21 @@ pub async fn iamtrail_async(endpoint: &str, args: &[&str]) -> Run {
     .await
     .expect("the CLI thread")
 }
+
+/// A local stack over the bundled dataset, as the demo runs it (newest record 24 hours ago),
+/// without the 2 requests/s quota (the scenarios run several executions), deployed and
+/// registered as the CloudFormation stack `name`.
+pub async fn dataset_stack(name: &str) -> iamtrail::local::LocalStack {
+    use iamtrail::demo::{bundled_dataset, dataset_emulator};
+    use iamtrail::local::{find_repo_root, LocalOptions, LocalStack};
+    let repo = find_repo_root().expect("repository root");
+    let mut options = LocalOptions::new(&repo);
+    options.stack_name = name.to_string();
+    options.dataset = Some(bundled_dataset(&repo));
+    options.emulator = dataset_emulator(Some(24), None);
+    let mut stack = LocalStack::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("local stack (needs moto: run scripts/setup-venv.sh): {e:#}"));
+    stack.deploy().await.expect("deploy the local stack");
+    stack
+}
