@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use crate::lookup::{record_outcome, Outcome};
 use crate::normalize::NormalizedEvent;
 use crate::record::{
-    decompressed, delivery_records, parse_time, CloudTrailRecord, RecordError, RecordPeek,
+    decompressed, delivery_records, parse_time, peeked_delivery_records, CloudTrailRecord,
+    RecordError,
 };
 use crate::targets::{source_for, source_of};
 use crate::Settings;
@@ -39,16 +40,16 @@ pub struct ObjectEvents {
 /// a full parse); an object that is not a CloudTrail delivery file at all is an error.
 pub fn object_events(bytes: &[u8], settings: &Settings) -> Result<ObjectEvents, RecordError> {
     let body = decompressed(bytes)?;
-    let records = delivery_records(&body)?;
+    let records = peeked_delivery_records(&body)?;
     let mut out = ObjectEvents {
         records: records.len(),
         ..Default::default()
     };
-    for (i, raw) in records.into_iter().enumerate() {
-        let text = raw.get();
+    for (i, delivered) in records.into_iter().enumerate() {
+        let text = delivered.text;
         // Decided from the peek when the text has its fields in their usual shape (the same
         // decision the full record gives), else from the full record.
-        let peeked = RecordPeek::of(text).map(|peek| {
+        let peeked = delivered.peek.map(|peek| {
             source_for(
                 &peek.event_source,
                 peek.region(),

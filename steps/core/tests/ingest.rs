@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compression, GzBuilder};
 use iamtrail_core::ingest::object_events;
 use iamtrail_core::normalize::normalize;
 use iamtrail_core::record::{log_file_paths, parse_log_file};
@@ -139,4 +139,40 @@ fn a_blank_region_is_decided_as_the_full_record_decides_it() {
     let reference = parse_log_file(doc.to_string().as_bytes()).unwrap();
     assert!(source_of(&reference.records[0], &settings).is_some());
     assert_eq!((got.items.len(), got.not_collected), (1, 0));
+}
+
+#[test]
+fn gzip_members_headers_and_damage() {
+    // Every member is read, any header CRC-32 and length checked; a damaged object is an error.
+    let settings = Settings::from_pairs(&[]).unwrap();
+    let bytes = std::fs::read(&dataset_files()[0]).unwrap();
+    let expected = object_events(&bytes, &settings).unwrap().items;
+    assert!(!expected.is_empty());
+    let (first, second) = bytes.split_at(bytes.len() / 2);
+    let members = [gzip(first), gzip(second)].concat();
+    assert_eq!(object_events(&members, &settings).unwrap().items, expected);
+    let mut named = GzBuilder::new()
+        .filename("log.json")
+        .comment("a comment")
+        .extra(vec![1, 2, 3])
+        .write(Vec::new(), Compression::best());
+    named.write_all(&bytes).unwrap();
+    let named = named.finish().unwrap();
+    assert_eq!(object_events(&named, &settings).unwrap().items, expected);
+
+    let zipped = gzip(&bytes);
+    let n = zipped.len();
+    let mut damaged = Vec::new();
+    for at in [n - 8, n - 3, n / 2, 3] {
+        let mut bad = zipped.clone();
+        bad[at] ^= 0x10;
+        damaged.push(bad);
+    }
+    damaged.push(zipped[..n - 4].to_vec());
+    damaged.push(zipped[..n / 2].to_vec());
+    damaged.push([&zipped[..], b"garbage"].concat());
+    damaged.push([&zipped[..], &[0x1f, 0x8b]].concat());
+    for bad in damaged {
+        assert!(object_events(&bad, &settings).is_err());
+    }
 }
