@@ -10,6 +10,9 @@ Inputs (all in the repository; how to re-measure them: docs/cost.md):
                               and EMF metrics for the same two runs at the demo's load
   docs/cost-lambda-100k.json  tests/artifacts.rs with IAMTRAIL_ARTIFACTS_EVENTS=100000: the same
                               at 100k events in one window (optional)
+  docs/ingest-counts.json     iamtrail local ingest-bench: one S3 ingestion of a large synthetic
+                              trail on the local stack, with the gateway's usage counters
+                              (optional; docs/ingest.md, "A million events")
   template.yaml               MemorySize per function, Architecture, the indexes of the events
                               table, the alarms, dashboards and KMS keys
   statemachine/tracker.asl.json  which states run once per region (the Map's item processor)
@@ -56,7 +59,13 @@ PRICES = {
     "kms_key": (1.00, "per customer managed key-month", "https://aws.amazon.com/kms/pricing/"),
     "kms_request": (0.03 / 10000, "per request", "https://aws.amazon.com/kms/pricing/"),
     "scheduler": (1.00 / 1e6, "per schedule invocation", "https://aws.amazon.com/eventbridge/pricing/"),
+    "sfn_express_request": (1.00 / 1e6, "per Express workflow request", "https://aws.amazon.com/step-functions/pricing/"),
+    "sfn_express_gb_s": (0.00001667, "per Express workflow GB-second (first 1,000 hours a month)", "https://aws.amazon.com/step-functions/pricing/"),
 }
+
+# Express child workflows are billed for their memory in 64 MB steps; a one-Task child stays in
+# the first step.
+EXPRESS_MEMORY_GB = 0.0625
 
 # The free tier that does not expire (the 12-month S3 tier is left out on purpose).
 FREE = {
@@ -95,7 +104,12 @@ def load(name):
 def template_facts():
     text = (ROOT / "template.yaml").read_text()
     facts = {
-        "alarms": len(re.findall(r"^\s+Type: AWS::CloudWatch::Alarm\s*$", text, re.M)),
+        # The S3 mode's alarms exist only with a trail bucket (off by default).
+        "alarms": sum(
+            1 for m in re.finditer(r"^  \w+:\n((?:    .*\n|\s*\n)*?)(?=^  \S)", text, re.M)
+            if re.search(r"^    Type: AWS::CloudWatch::Alarm\s*$", m.group(1), re.M)
+            and not re.search(r"^    Condition: Ingest", m.group(1), re.M)
+        ),
         "dashboards": len(re.findall(r"^\s+Type: AWS::CloudWatch::Dashboard\s*$", text, re.M)),
         "kms_keys": len(re.findall(r"^\s+Type: AWS::KMS::Key\s*$", text, re.M)),
     }
@@ -415,6 +429,7 @@ def page(rows_out, d):
       f"{d['alerts_queued']} in {d['events_stored']} events in the measured run) and one email subscriber; KMS requests two "
       f"per alert (SNS's data key and the subscriber's decrypt).")
     w("")
+    ingest_section(w)
     w("## Free tier")
     w("")
     w("The tables apply the free tier that does not expire: 4,000 state transitions, 1M Lambda requests and 400,000 GB-s, "
@@ -431,6 +446,66 @@ def page(rows_out, d):
         w(f"| {what} | ${price:.10g} | {url} |")
     w("")
     return "\n".join(out)
+
+
+def ingest_section(w):
+    """The S3 mode per million events read, from docs/ingest-counts.json (docs/ingest.md)."""
+    bench = load("ingest-counts.json")
+    if bench is None:
+        return
+    t = template_facts()
+    events = bench["events"]
+    per_m = 1e6 / events
+    usage = bench["usage"]
+
+    def total(field, pred):
+        return sum(v[field] for k, v in usage.items() if pred(k.split(" ")))
+
+    memory_mb = t["memory"].get("ingest-objects", 512)
+    arch = t["architecture"]
+    busy_s = total("duration_ms", lambda k: k[0] == "lambda" and k[2] == "ingest-objects") / 1000
+    run_busy_s = total("duration_ms", lambda k: k[0] == "lambda" and k[2] == "ingest-run") / 1000
+    invocations = total("requests", lambda k: k[0] == "lambda")
+    gb_s = (busy_s + run_busy_s) * memory_mb / 1024
+    batches = bench["batches"]
+    events_wru = total("write_units", lambda k: k[0] == "dynamodb" and k[2] == "events")
+    other_wru = total("write_units", lambda k: k[0] == "dynamodb" and k[2] != "events")
+    rru = total("read_units", lambda k: k[0] == "dynamodb")
+    wru = events_wru * (1 + t["events_gsis"]) + other_wru
+    gets = total("requests", lambda k: k[0] == "s3" and k[1] in ("GetObject", "HeadObject"))
+    puts = total("requests", lambda k: k[0] == "s3" and k[1] in ("PutObject", "ListObjectsV2", "CopyObject"))
+    lines = [
+        ("Lambda", gb_s * PRICES[f"lambda_gb_s_{arch}"][0] + invocations * PRICES["lambda_request"][0],
+         f"{invocations} invocations, {busy_s + run_busy_s:.1f} s at {memory_mb} MB = {gb_s:.1f} GB-s"),
+        ("Step Functions", 4 * PRICES["sfn_transition"][0] + batches * PRICES["sfn_express_request"][0]
+         + busy_s * EXPRESS_MEMORY_GB * PRICES["sfn_express_gb_s"][0],
+         f"4 Standard transitions; {batches} Express children of {busy_s / max(batches, 1):.1f} s each"),
+        ("DynamoDB writes", wru * PRICES["ddb_wru"][0],
+         f"{events_wru:.0f} WRU to the events table × {1 + t['events_gsis']} (table and {t['events_gsis']} indexes), "
+         f"{other_wru:.0f} WRU to the control and alerts tables"),
+        ("DynamoDB reads", rru * PRICES["ddb_rru"][0], f"{rru:.0f} RRU (ingested marks, history)"),
+        ("S3 requests", gets * PRICES["s3_get"][0] + puts * PRICES["s3_put"][0],
+         f"{gets} GET, {puts} PUT and LIST"),
+    ]
+    measured_total = sum(c for _, c, _ in lines)
+    w("## The S3 mode, per million events")
+    w("")
+    w(f"One S3 ingestion of a synthetic organisation trail on the local stack (`iamtrail local ingest-bench`, "
+      f"docs/ingest.md): {events:,} events in {bench['objects']:,} log objects, {bench['stored']:,} of them identity "
+      f"events stored (the rest other services' calls, read and left), {bench['alerts_queued']:,} alerts queued; "
+      f"{batches} batches. Counted by the gateway and priced at the list prices below, without the free tier, "
+      f"scaled to one million events read:")
+    w("")
+    w("| item | per million events | measured |")
+    w("| --- | ---: | --- |")
+    for name, cost, what in lines:
+        w(f"| {name} | {money(cost * per_m)} | {what} |")
+    w(f"| **total** | **{money(measured_total * per_m)}** | |")
+    w("")
+    w("The Lambda and Express durations are the in-process step times on the local stack against moto (DynamoDB and S3 "
+      "through a local Python server), an upper bound for the same work against AWS's endpoints. Storage of the stored "
+      "events and their export are the scheduled mode's lines above, per stored event.")
+    w("")
 
 
 def main():
