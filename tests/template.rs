@@ -312,8 +312,9 @@ fn tables_are_retained_and_the_analytics_bucket_is_versioned() {
         "incomplete multipart uploads are aborted"
     );
     assert!(
-        rules.iter().any(|r| s(&r["Prefix"]) == "ingest/"
-            && r["ExpirationInDays"].as_u64() == Some(30)),
+        rules
+            .iter()
+            .any(|r| s(&r["Prefix"]) == "ingest/" && r["ExpirationInDays"].as_u64() == Some(30)),
         "the S3 ingestion's run files expire"
     );
 }
