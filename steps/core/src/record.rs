@@ -6,6 +6,7 @@
 //! `eventName` are required; everything else is optional, and unknown identity types are kept
 //! verbatim rather than rejected.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Utc};
@@ -101,28 +102,26 @@ pub struct CloudTrailRecord {
     pub raw: Value,
 }
 
-/// The serde view of a record; converted into [`CloudTrailRecord`] with validation.
+/// The text fields of a record, borrowed from its value (a field of another type is an error);
+/// the other fields are taken from the value's map directly. Converted into [`CloudTrailRecord`]
+/// with validation.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireRecord {
-    #[serde(rename = "eventID")]
-    event_id: Option<String>,
-    event_time: Option<String>,
-    event_source: Option<String>,
-    event_name: Option<String>,
-    aws_region: Option<String>,
-    #[serde(rename = "sourceIPAddress")]
-    source_ip_address: Option<Value>,
-    user_agent: Option<Value>,
-    user_identity: Option<Value>,
-    request_parameters: Option<Value>,
-    response_elements: Option<Value>,
-    additional_event_data: Option<Value>,
-    error_code: Option<Value>,
-    error_message: Option<Value>,
-    read_only: Option<Value>,
-    event_type: Option<String>,
-    recipient_account_id: Option<String>,
+struct WireRecord<'a> {
+    #[serde(rename = "eventID", borrow)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    aws_region: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    recipient_account_id: Option<Cow<'a, str>>,
 }
 
 impl CloudTrailRecord {
@@ -137,10 +136,10 @@ impl CloudTrailRecord {
     /// Builds a record from its JSON value (one element of `Records`, or a parsed
     /// `CloudTrailEvent`).
     pub fn from_value(raw: Value) -> Result<Self, RecordError> {
-        if !raw.is_object() {
+        let Some(fields) = raw.as_object() else {
             return Err(RecordError::BadFile("record is not a JSON object".into()));
-        }
-        // Read from the value in place: no copy of the whole record.
+        };
+        // Read from the value in place: only the parts the record keeps are copied.
         let wire = WireRecord::deserialize(&raw)?;
         let event_id = non_empty(wire.event_id).ok_or(RecordError::MissingField("eventID"))?;
         let time_text = non_empty(wire.event_time).ok_or(RecordError::MissingField("eventTime"))?;
@@ -154,29 +153,30 @@ impl CloudTrailRecord {
             non_empty(wire.event_name).ok_or(RecordError::MissingField("eventName"))?;
         // A userIdentity that is not an object (or absent) becomes an empty identity: the
         // event is still worth keeping.
-        let user_identity = match wire.user_identity {
-            Some(v @ Value::Object(_)) => serde_json::from_value(v).unwrap_or_default(),
+        let user_identity = match fields.get("userIdentity") {
+            Some(v @ Value::Object(_)) => UserIdentity::deserialize(v).unwrap_or_default(),
             _ => UserIdentity::default(),
         };
+        let value = |key: &str| fields.get(key).filter(|v| !v.is_null()).cloned();
         Ok(CloudTrailRecord {
             event_id,
             event_time,
             event_source,
             event_name,
             aws_region: non_empty(wire.aws_region),
-            source_ip_address: scalar_text(wire.source_ip_address),
-            user_agent: scalar_text(wire.user_agent),
+            source_ip_address: scalar_text(fields.get("sourceIPAddress")),
+            user_agent: scalar_text(fields.get("userAgent")),
             user_identity,
-            request_parameters: wire.request_parameters.filter(|v| !v.is_null()),
-            response_elements: wire.response_elements.filter(|v| !v.is_null()),
-            additional_event_data: wire.additional_event_data.filter(|v| !v.is_null()),
-            error_code: scalar_text(wire.error_code),
-            error_message: scalar_text(wire.error_message),
-            read_only: wire.read_only.and_then(|v| match v {
-                Value::Bool(b) => Some(b),
-                Value::String(s) => s.parse().ok(),
+            request_parameters: value("requestParameters"),
+            response_elements: value("responseElements"),
+            additional_event_data: value("additionalEventData"),
+            error_code: scalar_text(fields.get("errorCode")),
+            error_message: scalar_text(fields.get("errorMessage")),
+            read_only: match fields.get("readOnly") {
+                Some(Value::Bool(b)) => Some(*b),
+                Some(Value::String(s)) => s.parse().ok(),
                 _ => None,
-            }),
+            },
             event_type: non_empty(wire.event_type),
             recipient_account_id: non_empty(wire.recipient_account_id),
             raw,
@@ -226,17 +226,17 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.trim().is_empty())
+fn non_empty(s: Option<Cow<str>>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty()).map(Cow::into_owned)
 }
 
 /// Accepts strings and other scalars (numbers, booleans) as text; objects and arrays are kept
 /// as compact JSON so that odd producers lose nothing.
-fn scalar_text(v: Option<Value>) -> Option<String> {
+fn scalar_text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,
-        Value::String(s) => Some(s),
+        Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
 }
