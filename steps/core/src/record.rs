@@ -427,6 +427,8 @@ mod scan {
                 b"eventSource" => keep(&mut source, &mut plain, string_or_null(text, after, open)?),
                 b"awsRegion" => keep(&mut region, &mut plain, string_or_null(text, after, open)?),
                 b"userIdentity" => keep(&mut identity, &mut plain, identity_of(text, after, open)?),
+                // Most values are strings: read without a call.
+                _ if b.get(after) == Some(&b'"') => string(b, after + 1)?.0,
                 _ => value(b, after, open)?,
             };
             i = ws(b, i);
