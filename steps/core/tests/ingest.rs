@@ -142,6 +142,20 @@ fn a_blank_region_is_decided_as_the_full_record_decides_it() {
 }
 
 #[test]
+fn an_identity_field_of_an_odd_type_is_decided_as_the_full_record_decides_it() {
+    // The peek sees a root call; the full record cannot read the identity (an ARN that is a
+    // number), so it is no root call, and another service's call is not collected.
+    let settings = Settings::from_pairs(&[]).unwrap();
+    let doc = json!({"Records": [{"eventID": "e-1", "eventTime": "2026-11-30T10:00:00Z",
+        "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "awsRegion": "eu-west-1",
+        "userIdentity": {"type": "Root", "arn": 5}}]});
+    let got = object_events(doc.to_string().as_bytes(), &settings).unwrap();
+    let reference = parse_log_file(doc.to_string().as_bytes()).unwrap();
+    assert!(source_of(&reference.records[0], &settings).is_none());
+    assert_eq!((got.items.len(), got.not_collected), (0, 1));
+}
+
+#[test]
 fn gzip_members_headers_and_damage() {
     // Every member is read, any header CRC-32 and length checked; a damaged object is an error.
     let settings = Settings::from_pairs(&[]).unwrap();
