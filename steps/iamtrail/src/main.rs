@@ -422,7 +422,7 @@ async fn run() -> Result<()> {
             .await
         }
         Command::Ingest(args) => {
-            let request = commands::ingest::IngestArgs {
+            let args_ingest = commands::ingest::IngestArgs {
                 bucket: args.bucket,
                 prefix: args.prefix,
                 start: args.start,
@@ -434,9 +434,9 @@ async fn run() -> Result<()> {
                 batch_objects: args.batch_objects,
             };
             // Checked before touching AWS: a bad request starts nothing.
-            commands::ingest::ingest_request(&request)?;
+            let request = commands::ingest::ingest_request(&args_ingest)?;
             let deployed = Deployed::connect(&target).await?;
-            commands::ingest::run(&deployed, &request, !args.follow.no_follow).await
+            commands::ingest::run(&deployed, request, !args.follow.no_follow).await
         }
         Command::Redrive(args) => {
             let deployed = Deployed::connect(&target).await?;

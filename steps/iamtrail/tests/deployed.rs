@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
-use common::{dataset_stack, iamtrail_async, Run};
+use common::{dataset_stack, execution_count, iamtrail_async, Run};
 use iamtrail::local::{
     analytics_bucket, find_repo_root, operations_topic_arn, LocalOptions, LocalStack,
 };
@@ -44,18 +44,6 @@ fn total_line(run: &Run) -> Vec<String> {
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
         .collect()
-}
-
-async fn execution_count(stack: &LocalStack) -> usize {
-    stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(stack.state_machine_arn.as_deref().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .executions()
-        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -239,7 +227,7 @@ async fn cli_drives_the_stack_it_finds_by_name() {
     println!("{}", table.stdout);
 
     // backfill: an invalid request exits non-zero with the reason and starts nothing.
-    let before = execution_count(&stack).await;
+    let before = execution_count(&stack, stack.state_machine_arn.as_deref().unwrap()).await;
     let now = Utc::now();
     let (start, end) = (
         format_time(now - Duration::days(2)),
@@ -299,7 +287,7 @@ async fn cli_drives_the_stack_it_finds_by_name() {
         );
     }
     assert_eq!(
-        execution_count(&stack).await,
+        execution_count(&stack, stack.state_machine_arn.as_deref().unwrap()).await,
         before,
         "an invalid backfill started an execution"
     );

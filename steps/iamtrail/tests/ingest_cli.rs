@@ -8,22 +8,14 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::{dataset_stack, iamtrail_async};
+use common::{dataset_stack, execution_count, iamtrail_async};
 use iamtrail::local::LocalStack;
 use iamtrail_core::record::format_time;
 
+/// The local S3 ingestion state machine's executions.
 async fn ingest_executions(stack: &LocalStack) -> usize {
-    stack
-        .sfn()
-        .list_executions()
-        .state_machine_arn(iamtrail::local::ingest_state_machine_arn(
-            &stack.options.stack_name,
-        ))
-        .send()
-        .await
-        .unwrap()
-        .executions()
-        .len()
+    let arn = iamtrail::local::ingest_state_machine_arn(&stack.options.stack_name);
+    execution_count(stack, &arn).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

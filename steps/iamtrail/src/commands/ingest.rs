@@ -275,15 +275,15 @@ fn without_nulls(mut value: Value) -> Value {
 }
 
 /// `iamtrail ingest` on a deployed stack: the stack's S3 ingestion state machine and buckets
-/// from its outputs, the request checked, the run started and followed, its summary printed.
+/// from its outputs, the request (checked by [`ingest_request`]) started and followed, its
+/// summary printed.
 /// Fails when the run did not finish everything.
 pub async fn run(
     deployed: &crate::deployed::Deployed,
-    args: &IngestArgs,
+    mut request: IngestRequest,
     follow: bool,
 ) -> Result<()> {
     use crate::stack::keys;
-    let mut request = ingest_request(args)?;
     let state_machine = deployed.outputs.output(keys::INGEST_STATE_MACHINE).map_err(|_| {
         anyhow::anyhow!(
             "stack {:?} has no S3 ingestion: deploy it with the TrailBucket parameter set (docs/ingest.md)",

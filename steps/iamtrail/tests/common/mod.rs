@@ -104,3 +104,19 @@ pub async fn dataset_stack(name: &str) -> iamtrail::local::LocalStack {
     stack.deploy().await.expect("deploy the local stack");
     stack
 }
+
+/// How many executions a state machine of the local stack has.
+pub async fn execution_count(
+    stack: &iamtrail::local::LocalStack,
+    state_machine_arn: &str,
+) -> usize {
+    stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(state_machine_arn)
+        .send()
+        .await
+        .unwrap()
+        .executions()
+        .len()
+}
